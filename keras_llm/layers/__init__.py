@@ -1,0 +1,20 @@
+"""Backend-agnostic Transformer building blocks (`keras.ops` only)."""
+
+from keras_llm.layers.attention import MultiHeadAttention, merge_attention_masks
+from keras_llm.layers.embeddings import Embeddings, check_token_ids
+from keras_llm.layers.feed_forward import FeedForward, get_activation
+from keras_llm.layers.masked_lm_head import MaskedLMHead
+from keras_llm.layers.sinusoidal_position_encoding import SinusoidalPositionEncoding
+from keras_llm.layers.transformer_encoder_block import TransformerEncoderBlock
+
+__all__ = [
+    "Embeddings",
+    "FeedForward",
+    "MaskedLMHead",
+    "MultiHeadAttention",
+    "SinusoidalPositionEncoding",
+    "TransformerEncoderBlock",
+    "check_token_ids",
+    "get_activation",
+    "merge_attention_masks",
+]

@@ -1,0 +1,21 @@
+"""Models: backbones with size presets, and task models that wrap them."""
+
+from keras_llm.models.bert import (
+    Bert,
+    BertClassifier,
+    BertPretrainer,
+    BertQuestionAnswerer,
+    BertTokenClassifier,
+)
+from keras_llm.models.presets import list_presets
+from keras_llm.models.task import Task
+
+__all__ = [
+    "Bert",
+    "BertClassifier",
+    "BertPretrainer",
+    "BertQuestionAnswerer",
+    "BertTokenClassifier",
+    "Task",
+    "list_presets",
+]

@@ -1,0 +1,400 @@
+"""In-graph BERT WordPiece tokenizer that reproduces Hugging Face's ``BertTokenizer``.
+
+Everything here is built from TensorFlow / tensorflow-text ops so the tokenizer runs inside
+``tf.data`` pipelines, ``tf.function`` and exported SavedModels (no ``tf.py_function``).
+
+The pipeline mirrors the ``tokenizers`` (Rust) ``BertNormalizer`` + ``BertPreTokenizer`` +
+``WordPiece`` model that backs ``transformers.BertTokenizer``:
+
+1. special tokens (``[CLS]``, ``[SEP]``, ...) written in the text are matched verbatim first;
+2. clean text: drop NUL, U+FFFD, control/format/private-use characters, map whitespace to " ";
+3. optionally NFD + drop non-spacing marks (strip accents), then lowercase;
+4. split on whitespace, isolate punctuation and CJK ideographs;
+5. greedy longest-match-first WordPiece; words longer than ``max_input_chars_per_word``
+   *characters* become the unknown token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+# --- Character classes -------------------------------------------------------------------
+# These sets are NOT the current Unicode categories: they were extracted code point by code
+# point from the `tokenizers` BertNormalizer / BertPreTokenizer (which embed an older Unicode
+# table), so that e.g. newly-assigned punctuation does not split words differently than HF.
+
+# Characters removed by BertNormalizer(clean_text=True): NUL, U+FFFD, Cc (except \t\n\r),
+# Cf and private-use (Co) code points.
+_REMOVED_CHARS = (
+    r"[\x{0}-\x{8}\x{B}-\x{C}\x{E}-\x{1F}\x{7F}-\x{9F}\x{AD}\x{600}-\x{605}\x{61C}\x{6DD}"
+    r"\x{70F}\x{180E}\x{200B}-\x{200F}\x{202A}-\x{202E}\x{2060}-\x{2064}\x{2066}-\x{206F}"
+    r"\x{E000}-\x{F8FF}\x{FEFF}\x{FFF9}-\x{FFFB}\x{FFFD}\x{110BD}\x{1BCA0}-\x{1BCA3}"
+    r"\x{1D173}-\x{1D17A}\x{E0001}\x{E0020}-\x{E007F}\x{F0000}-\x{FFFFD}\x{100000}-\x{10FFFD}]"
+)
+
+# Rust `char::is_whitespace` minus the control characters already removed above.
+_WHITESPACE_CHARS = (
+    r"[\x{9}-\x{A}\x{D}\x{20}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}-\x{2029}\x{202F}"
+    r"\x{205F}\x{3000}]"
+)
+
+# ASCII punctuation (33-47, 58-64, 91-96, 123-126) plus Unicode P* (as known to `tokenizers`).
+_PUNCTUATION_CHARS = (
+    r"[\x{21}-\x{2F}\x{3A}-\x{40}\x{5B}-\x{60}\x{7B}-\x{7E}\x{A1}\x{A7}\x{AB}\x{B6}-\x{B7}"
+    r"\x{BB}\x{BF}\x{37E}\x{387}\x{55A}-\x{55F}\x{589}-\x{58A}\x{5BE}\x{5C0}\x{5C3}\x{5C6}"
+    r"\x{5F3}-\x{5F4}\x{609}-\x{60A}\x{60C}-\x{60D}\x{61B}\x{61E}-\x{61F}\x{66A}-\x{66D}"
+    r"\x{6D4}\x{700}-\x{70D}\x{7F7}-\x{7F9}\x{830}-\x{83E}\x{85E}\x{964}-\x{965}\x{970}"
+    r"\x{AF0}\x{DF4}\x{E4F}\x{E5A}-\x{E5B}\x{F04}-\x{F12}\x{F14}\x{F3A}-\x{F3D}\x{F85}"
+    r"\x{FD0}-\x{FD4}\x{FD9}-\x{FDA}\x{104A}-\x{104F}\x{10FB}\x{1360}-\x{1368}\x{1400}"
+    r"\x{166D}-\x{166E}\x{169B}-\x{169C}\x{16EB}-\x{16ED}\x{1735}-\x{1736}\x{17D4}-\x{17D6}"
+    r"\x{17D8}-\x{17DA}\x{1800}-\x{180A}\x{1944}-\x{1945}\x{1A1E}-\x{1A1F}\x{1AA0}-\x{1AA6}"
+    r"\x{1AA8}-\x{1AAD}\x{1B5A}-\x{1B60}\x{1BFC}-\x{1BFF}\x{1C3B}-\x{1C3F}\x{1C7E}-\x{1C7F}"
+    r"\x{1CC0}-\x{1CC7}\x{1CD3}\x{2010}-\x{2027}\x{2030}-\x{2043}\x{2045}-\x{2051}"
+    r"\x{2053}-\x{205E}\x{207D}-\x{207E}\x{208D}-\x{208E}\x{2308}-\x{230B}\x{2329}-\x{232A}"
+    r"\x{2768}-\x{2775}\x{27C5}-\x{27C6}\x{27E6}-\x{27EF}\x{2983}-\x{2998}\x{29D8}-\x{29DB}"
+    r"\x{29FC}-\x{29FD}\x{2CF9}-\x{2CFC}\x{2CFE}-\x{2CFF}\x{2D70}\x{2E00}-\x{2E2E}"
+    r"\x{2E30}-\x{2E42}\x{3001}-\x{3003}\x{3008}-\x{3011}\x{3014}-\x{301F}\x{3030}\x{303D}"
+    r"\x{30A0}\x{30FB}\x{A4FE}-\x{A4FF}\x{A60D}-\x{A60F}\x{A673}\x{A67E}\x{A6F2}-\x{A6F7}"
+    r"\x{A874}-\x{A877}\x{A8CE}-\x{A8CF}\x{A8F8}-\x{A8FA}\x{A8FC}\x{A92E}-\x{A92F}\x{A95F}"
+    r"\x{A9C1}-\x{A9CD}\x{A9DE}-\x{A9DF}\x{AA5C}-\x{AA5F}\x{AADE}-\x{AADF}\x{AAF0}-\x{AAF1}"
+    r"\x{ABEB}\x{FD3E}-\x{FD3F}\x{FE10}-\x{FE19}\x{FE30}-\x{FE52}\x{FE54}-\x{FE61}\x{FE63}"
+    r"\x{FE68}\x{FE6A}-\x{FE6B}\x{FF01}-\x{FF03}\x{FF05}-\x{FF0A}\x{FF0C}-\x{FF0F}"
+    r"\x{FF1A}-\x{FF1B}\x{FF1F}-\x{FF20}\x{FF3B}-\x{FF3D}\x{FF3F}\x{FF5B}\x{FF5D}"
+    r"\x{FF5F}-\x{FF65}\x{10100}-\x{10102}\x{1039F}\x{103D0}\x{1056F}\x{10857}\x{1091F}"
+    r"\x{1093F}\x{10A50}-\x{10A58}\x{10A7F}\x{10AF0}-\x{10AF6}\x{10B39}-\x{10B3F}"
+    r"\x{10B99}-\x{10B9C}\x{11047}-\x{1104D}\x{110BB}-\x{110BC}\x{110BE}-\x{110C1}"
+    r"\x{11140}-\x{11143}\x{11174}-\x{11175}\x{111C5}-\x{111C9}\x{111CD}\x{111DB}"
+    r"\x{111DD}-\x{111DF}\x{11238}-\x{1123D}\x{112A9}\x{114C6}\x{115C1}-\x{115D7}"
+    r"\x{11641}-\x{11643}\x{1173C}-\x{1173E}\x{12470}-\x{12474}\x{16A6E}-\x{16A6F}\x{16AF5}"
+    r"\x{16B37}-\x{16B3B}\x{16B44}\x{1BC9F}\x{1DA87}-\x{1DA8B}]"
+)
+
+# `_is_chinese_char` ranges of google-research/bert (CJK ideographs, not Hangul/Kana).
+_CJK_CHARS = (
+    r"[\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}"
+    r"\x{2B740}-\x{2B81F}\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}]"
+)
+
+_CLS, _SEP, _PAD, _MASK = "[CLS]", "[SEP]", "[PAD]", "[MASK]"
+
+
+def load_vocabulary(path: str | os.PathLike) -> list[str]:
+    """Reads a BERT ``vocab.txt`` (one token per line, id = line number)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"WordPiece vocabulary file not found: '{path}'")
+    with open(path, encoding="utf-8") as f:
+        # Only the line terminator is stripped (like HF's `load_vocab`): tokens may contain spaces.
+        return [line.rstrip("\r\n") for line in f]
+
+
+def _is_cased_directory(path: str) -> bool:
+    """Google BERT checkpoints encode casing only in their name (`cased_L-12_H-768_A-12`)."""
+    name = os.path.basename(os.path.normpath(path)).lower()
+    return "cased" in name and "uncased" not in name
+
+
+@keras.saving.register_keras_serializable(package="keras_llm")
+class WordPieceTokenizer(keras.layers.Layer):
+    """BERT WordPiece tokenizer whose ids match Hugging Face's ``BertTokenizer``.
+
+    Runs entirely in the TensorFlow graph (usable in ``tf.data`` and SavedModels).
+
+    Args:
+        vocabulary: path to a ``vocab.txt`` or a list of tokens (id = position).
+        lowercase: lowercase the input (uncased models).
+        strip_accents: NFD-decompose and drop non-spacing marks. ``None`` follows ``lowercase``.
+        tokenize_chinese_chars: isolate CJK ideographs as single words.
+        unknown_token: token for out-of-vocabulary words; must be in the vocabulary.
+        max_input_chars_per_word: words with more characters become ``unknown_token``.
+        special_tokens_in_strings: match special tokens (``[CLS]``, ``[SEP]``, ``[PAD]``,
+            ``[MASK]``, unknown token) written literally in the input, as HF does.
+
+    Example:
+    >>> tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "the", "qu", "##ick", "!"])
+    >>> tokenizer(["The quick!"]).to_list()
+    [[2, 3, 4, 5]]
+    >>> tokenizer("quick").numpy().tolist()
+    [3, 4]
+    """
+
+    def __init__(
+        self,
+        vocabulary: str | os.PathLike | Sequence[str],
+        lowercase: bool = True,
+        strip_accents: bool | None = None,
+        tokenize_chinese_chars: bool = True,
+        unknown_token: str = "[UNK]",
+        max_input_chars_per_word: int = 100,
+        special_tokens_in_strings: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("dtype", "int32")
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        # Inputs are strings: keep Keras from casting them to the layer's compute dtype.
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+
+        if isinstance(vocabulary, (str, os.PathLike)):
+            vocabulary = load_vocabulary(vocabulary)
+        vocabulary = [str(t) for t in vocabulary]
+        if not vocabulary:
+            raise ValueError("WordPieceTokenizer: `vocabulary` is empty.")
+        if unknown_token not in vocabulary:
+            raise ValueError(
+                f"WordPieceTokenizer: unknown_token {unknown_token!r} is not in the vocabulary."
+            )
+        if max_input_chars_per_word < 1:
+            raise ValueError("`max_input_chars_per_word` must be >= 1.")
+
+        self.vocabulary = vocabulary
+        self.lowercase = bool(lowercase)
+        self.strip_accents = strip_accents
+        self.tokenize_chinese_chars = bool(tokenize_chinese_chars)
+        self.unknown_token = unknown_token
+        self.max_input_chars_per_word = int(max_input_chars_per_word)
+        self.special_tokens_in_strings = bool(special_tokens_in_strings)
+
+        # Like HF's dict-based vocab, a duplicated token resolves to its last id.
+        self._token_to_id = {t: i for i, t in enumerate(vocabulary)}
+        self.unknown_token_id = self._token_to_id[unknown_token]
+        self.cls_token_id = self._token_to_id.get(_CLS)
+        self.sep_token_id = self._token_to_id.get(_SEP)
+        self.pad_token_id = self._token_to_id.get(_PAD)
+        self.mask_token_id = self._token_to_id.get(_MASK)
+        self.special_tokens = [
+            t for t in dict.fromkeys([_PAD, unknown_token, _CLS, _SEP, _MASK]) if t in self._token_to_id
+        ]
+
+        # FastWordpieceTokenizer cannot build a model from a vocabulary with duplicates.
+        unique_vocab = list(dict.fromkeys(vocabulary))
+        self._fast_word_piece = tf_text.FastWordpieceTokenizer(
+            vocab=unique_vocab,
+            suffix_indicator="##",
+            # Bytes bound only; the HF limit is in characters and is applied in `_split_words`.
+            max_bytes_per_word=4 * self.max_input_chars_per_word + 4,
+            token_out_type=tf.int32,
+            unknown_token=unknown_token,
+            no_pretokenization=True,
+            support_detokenization=False,
+        )
+        if len(unique_vocab) != len(vocabulary):
+            # Map FastWordpiece's ids (positions in `unique_vocab`) back to HF's ids.
+            self._id_remap = tf.constant(
+                [self._token_to_id[t] for t in unique_vocab], dtype=tf.int32
+            )
+        else:
+            self._id_remap = None
+        self._vocab_tensor = tf.constant(vocabulary, dtype=tf.string)
+        self._special_pattern = "|".join(_escape_regex(t) for t in self.special_tokens)
+        self._special_table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(self.special_tokens, tf.string),
+                tf.constant([self._token_to_id[t] for t in self.special_tokens], tf.int32),
+            ),
+            default_value=self.unknown_token_id,
+        )
+        self.built = True
+
+    # --- Construction helpers ----------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **kwargs: Any) -> WordPieceTokenizer:
+        """Loads from a directory holding ``vocab.txt`` (or the path of a ``vocab.txt``).
+
+        Casing flags come from HF's ``tokenizer_config.json`` when present; for Google BERT
+        checkpoint directories (no casing flag) the model is lowercased unless the directory
+        name says "cased" (and not "uncased"). Explicit ``kwargs`` win.
+        """
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            directory, vocab_file = path, os.path.join(path, "vocab.txt")
+        else:
+            directory, vocab_file = os.path.dirname(path) or ".", path
+        if not os.path.isfile(vocab_file):
+            raise FileNotFoundError(f"WordPiece vocabulary file not found: '{vocab_file}'")
+
+        options: dict[str, Any] = {}
+        config_file = os.path.join(directory, "tokenizer_config.json")
+        if os.path.isfile(config_file):
+            with open(config_file, encoding="utf-8") as f:
+                config = json.load(f)
+            options["lowercase"] = bool(config.get("do_lower_case", True))
+            if "strip_accents" in config:
+                options["strip_accents"] = config["strip_accents"]
+            if "tokenize_chinese_chars" in config:
+                options["tokenize_chinese_chars"] = bool(config["tokenize_chinese_chars"])
+            if isinstance(config.get("unk_token"), str):
+                options["unknown_token"] = config["unk_token"]
+        else:
+            options["lowercase"] = not _is_cased_directory(directory)
+        options.update(kwargs)
+        return cls(vocabulary=vocab_file, **options)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary": list(self.vocabulary),
+                "lowercase": self.lowercase,
+                "strip_accents": self.strip_accents,
+                "tokenize_chinese_chars": self.tokenize_chinese_chars,
+                "unknown_token": self.unknown_token,
+                "max_input_chars_per_word": self.max_input_chars_per_word,
+                "special_tokens_in_strings": self.special_tokens_in_strings,
+            }
+        )
+        return config
+
+    # --- Vocabulary accessors ----------------------------------------------------------------
+    def vocabulary_size(self) -> int:
+        return len(self.vocabulary)
+
+    def get_vocabulary(self) -> list[str]:
+        return list(self.vocabulary)
+
+    def token_to_id(self, token: str) -> int:
+        if token not in self._token_to_id:
+            raise KeyError(f"Token {token!r} is not in the vocabulary.")
+        return self._token_to_id[token]
+
+    def id_to_token(self, id: int) -> str:  # noqa: A002 - mirrors keras-hub's API
+        if not 0 <= int(id) < len(self.vocabulary):
+            raise IndexError(f"Id {id} is out of range [0, {len(self.vocabulary)}).")
+        return self.vocabulary[int(id)]
+
+    def special_token_id(self, name: str) -> int:
+        """Id of ``name`` in ("cls", "sep", "pad", "mask", "unknown"); clear error if absent."""
+        value = getattr(self, f"{name}_token_id", None)
+        if value is None:
+            token = {"cls": _CLS, "sep": _SEP, "pad": _PAD, "mask": _MASK}.get(name, name)
+            raise ValueError(
+                f"The tokenizer vocabulary has no {token!r} token, which is required here."
+            )
+        return value
+
+    # --- Tokenization --------------------------------------------------------------------------
+    @property
+    def _do_strip_accents(self) -> bool:
+        return self.lowercase if self.strip_accents is None else bool(self.strip_accents)
+
+    def _normalize(self, text: tf.Tensor) -> tf.Tensor:
+        """BertNormalizer minus the CJK spacing (CJK chars are isolated when splitting)."""
+        text = tf.strings.regex_replace(text, _REMOVED_CHARS, "")
+        if self._do_strip_accents:
+            text = tf_text.normalize_utf8(text, "NFD")
+            text = tf.strings.regex_replace(text, r"\p{Mn}", "")
+        if self.lowercase:
+            # HF lowercases char by char (Rust `char::to_lowercase`) so a final capital sigma
+            # becomes "σ"; ICU (behind tf.strings.lower) would give the final form "ς".
+            text = tf.strings.regex_replace(text, "\u03a3", "\u03c3")
+            text = tf.strings.lower(text, encoding="utf-8")
+        return text
+
+    def _split_words(self, text: tf.Tensor) -> tf.RaggedTensor:
+        """[n] normalized strings -> [n, (words)], isolating punctuation (and CJK)."""
+        keep = _PUNCTUATION_CHARS
+        if self.tokenize_chinese_chars:
+            keep = f"{_PUNCTUATION_CHARS}|{_CJK_CHARS}"
+        words = tf_text.regex_split(
+            text,
+            delim_regex_pattern=f"{_WHITESPACE_CHARS}+|{keep}",
+            keep_delim_regex_pattern=keep,
+        )
+        # HF's WordPiece limit counts characters (not bytes) of the normalized word.
+        too_long = (
+            tf.strings.length(words.flat_values, unit="UTF8_CHAR") > self.max_input_chars_per_word
+        )
+        flat = tf.where(too_long, tf.constant(self.unknown_token), words.flat_values)
+        return words.with_flat_values(flat)
+
+    def _check_utf8(self, text: tf.Tensor) -> tf.Tensor:
+        # Refuse invalid UTF-8 instead of producing garbage: a lossless transcode is the identity.
+        fixed = tf.strings.unicode_transcode(
+            text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD
+        )
+        check = tf.debugging.assert_equal(
+            tf.reduce_all(tf.equal(fixed, text)),
+            True,
+            message="WordPieceTokenizer: input contains bytes that are not valid UTF-8. "
+            "Decode/clean the text first (e.g. bytes.decode('utf-8', errors='replace')).",
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(text)
+
+    def _tokenize_flat(self, text: tf.Tensor) -> tf.RaggedTensor:
+        """[n] strings -> [n, (ids)] int32."""
+        text = self._check_utf8(text)
+        if self.special_tokens_in_strings and self.special_tokens:
+            # Special tokens are matched on the raw text (HF: `normalized=False`), so split
+            # them out first; they are bounded by punctuation so other splits are unchanged.
+            pieces = tf_text.regex_split(
+                text,
+                delim_regex_pattern=self._special_pattern,
+                keep_delim_regex_pattern=self._special_pattern,
+            )
+            flat = pieces.flat_values
+            is_special = tf.strings.regex_full_match(flat, self._special_pattern)
+            special_ids = self._special_table.lookup(flat)
+            special_rows = tf.RaggedTensor.from_row_lengths(
+                tf.boolean_mask(special_ids, is_special), tf.cast(is_special, tf.int64)
+            )
+            normal = tf.where(is_special, tf.constant(""), flat)
+            normal_rows = self._wordpiece(self._split_words(self._normalize(normal)))
+            # Exactly one of the two rows is non-empty for each piece.
+            ids = tf.concat([special_rows, normal_rows], axis=1)
+            return pieces.with_flat_values(ids).merge_dims(1, 2)
+        return self._wordpiece(self._split_words(self._normalize(text)))
+
+    def _wordpiece(self, words: tf.RaggedTensor) -> tf.RaggedTensor:
+        """[n, (words)] -> [n, (ids)]."""
+        ids = self._fast_word_piece.tokenize(words.flat_values)
+        if self._id_remap is not None:
+            ids = ids.with_flat_values(tf.gather(self._id_remap, ids.flat_values))
+        return words.with_flat_values(ids).merge_dims(1, 2)
+
+    def tokenize(self, inputs: Any) -> tf.Tensor | tf.RaggedTensor:
+        """Strings [batch] -> ragged int32 ids [batch, (tokens)]; a scalar -> dense [tokens]."""
+        inputs = tf.convert_to_tensor(inputs, dtype=tf.string)
+        rank = inputs.shape.rank
+        if rank == 0:
+            return self._tokenize_flat(tf.reshape(inputs, [1]))[0]
+        if rank == 1:
+            return self._tokenize_flat(inputs)
+        if rank is None:
+            raise ValueError("WordPieceTokenizer needs inputs of known rank (0 or 1).")
+        # Higher ranks: tokenize the flattened strings, then restore the outer dense dims.
+        result = self._tokenize_flat(tf.reshape(inputs, [-1]))
+        for axis in range(rank - 1, 0, -1):
+            result = tf.RaggedTensor.from_uniform_row_length(result, tf.shape(inputs)[axis])
+        return result
+
+    def call(self, inputs: Any) -> tf.Tensor | tf.RaggedTensor:
+        return self.tokenize(inputs)
+
+    def detokenize(self, ids: Any) -> tf.Tensor:
+        """Ids [batch, (tokens)] (ragged or dense) -> strings [batch]; "##" pieces are joined.
+
+        Like HF's ``decode(..., clean_up_tokenization_spaces=False)``; lowercasing and accent
+        stripping are not reversible.
+        """
+        if not isinstance(ids, tf.RaggedTensor):
+            ids = tf.convert_to_tensor(ids)
+        tokens = tf.gather(self._vocab_tensor, ids)
+        if isinstance(tokens, tf.RaggedTensor) or tokens.shape.rank >= 1:
+            text = tf.strings.reduce_join(tokens, axis=-1, separator=" ")
+        else:
+            text = tokens
+        return tf.strings.regex_replace(text, " ##", "")
+
+
+def _escape_regex(token: str) -> str:
+    """Escapes a literal for RE2 (re.escape also escapes spaces, which RE2 does not need)."""
+    return "".join("\\" + c if c in r".^$*+?()[]{}|\-" else c for c in token)
