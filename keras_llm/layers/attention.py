@@ -150,7 +150,7 @@ class MultiHeadAttention(keras.layers.Layer):
             self.qkv_dense = keras.layers.Dense(3 * inner_size, name="qkv", **dense)
             self.qkv_dense.build(query_shape)
         self.output_dense = keras.layers.Dense(hidden_size, name="output", **dense)
-        self.output_dense.build(query_shape[:-1] + (inner_size,))
+        self.output_dense.build(tuple(query_shape[:-1]) + (inner_size,))
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
         self.built = True
 
