@@ -425,7 +425,9 @@ class WordPieceTokenizer(keras.layers.Layer):
         # Higher ranks: tokenize the flattened strings, then restore the outer dense dims.
         result = self._tokenize_flat(tf.reshape(inputs, [-1]))
         for axis in range(rank - 1, 0, -1):
-            result = tf.RaggedTensor.from_uniform_row_length(result, tf.shape(inputs)[axis])
+            result = tf.RaggedTensor.from_uniform_row_length(
+                result, tf.shape(inputs, out_type=tf.int64)[axis]
+            )
         return result
 
     def call(self, inputs: Any) -> tf.Tensor | tf.RaggedTensor:
