@@ -84,8 +84,8 @@ def main(argv):
     examples = preprocessor(["A wonderful, moving film.", "The plot is dull and predictable."])
     logits = restored.predict(examples, verbose=0)
     np.testing.assert_allclose(logits, classifier.predict(examples, verbose=0), atol=1e-5)
-    for text, row in zip(["A wonderful, moving film.", "The plot is dull and predictable."],
-                         logits):
+    texts = ["A wonderful, moving film.", "The plot is dull and predictable."]
+    for text, row in zip(texts, logits, strict=True):
         print(f"{text!r} -> {LABEL_NAMES[int(np.argmax(row))]}")
 
     results = {

@@ -216,7 +216,7 @@ class MultiHeadAttention(keras.layers.Layer):
             query_heads, key_heads, value_heads = self._split_heads(self.qkv_dense(query), 3)
             if cache is not None:
                 if cache_update_index is None:
-                    raise ValueError("`cache_update_index` is required with a self-attention cache.")
+                    raise ValueError("A self-attention `cache` needs `cache_update_index`.")
                 start = [0, cache_update_index, 0, 0]
                 key_heads = ops.slice_update(cache[:, 0], start, key_heads)
                 value_heads = ops.slice_update(cache[:, 1], start, value_heads)
@@ -250,9 +250,7 @@ class MultiHeadAttention(keras.layers.Layer):
                 scale=scale,
             )
             scores = None
-        output = ops.reshape(
-            output, (batch_size, query_length, self.num_heads * self.head_size)
-        )
+        output = ops.reshape(output, (batch_size, query_length, self.num_heads * self.head_size))
         output = self.output_dense(output)
         results = [output]
         if cache is not None:

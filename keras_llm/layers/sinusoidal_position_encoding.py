@@ -39,7 +39,8 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
         frequencies = ops.power(float(self.max_wavelength), -exponents)
         angles = positions[:, None] * frequencies[None, :]
         # Interleave so that even columns hold sin and odd columns cos.
-        encoding = ops.reshape(ops.stack([ops.sin(angles), ops.cos(angles)], axis=-1), (length, width))
+        encoding = ops.stack([ops.sin(angles), ops.cos(angles)], axis=-1)
+        encoding = ops.reshape(encoding, (length, width))
         return ops.broadcast_to(ops.cast(encoding, self.compute_dtype), shape)
 
     def compute_output_shape(self, inputs_shape):

@@ -141,13 +141,7 @@ class BertPreprocessor(keras.layers.Layer):
         }
 
     def call(self, inputs: Any) -> dict[str, tf.Tensor]:
-        if isinstance(inputs, dict):
-            inputs = tuple(inputs.values())
-        if not isinstance(inputs, (tuple, list)) or isinstance(inputs, list) and (
-            not inputs or not isinstance(inputs[0], (tuple, list, tf.Tensor, tf.RaggedTensor))
-        ):
-            # A single segment: a tensor, or a plain list of strings.
-            inputs = (inputs,)
+        inputs = _as_segments(inputs)
         if len(inputs) not in (1, 2):
             raise ValueError(f"BertPreprocessor takes 1 or 2 segments, got {len(inputs)}.")
         texts = [tf.convert_to_tensor(x, dtype=tf.string) for x in inputs]
@@ -174,3 +168,14 @@ def _keep_first(ids: tf.RaggedTensor, keep: tf.Tensor) -> tf.RaggedTensor:
     """Keeps the first ``keep[i]`` tokens of each row (per-row lengths, unlike a slice)."""
     positions = tf.ragged.range(ids.row_lengths())
     return tf.ragged.boolean_mask(ids, positions < tf.expand_dims(keep, 1))
+
+
+def _as_segments(inputs: Any) -> tuple:
+    """One segment (tensor / list of strings) or two (tuple, dict, list of two batches)."""
+    if isinstance(inputs, dict):
+        return tuple(inputs.values())
+    if isinstance(inputs, tuple):
+        return inputs
+    if isinstance(inputs, list) and inputs and not isinstance(inputs[0], (str, bytes)):
+        return tuple(inputs)
+    return (inputs,)

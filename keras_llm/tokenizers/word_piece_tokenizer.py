@@ -221,7 +221,9 @@ class WordPieceTokenizer(keras.layers.Layer):
         self.pad_token_id = self._token_to_id.get(_PAD)
         self.mask_token_id = self._token_to_id.get(_MASK)
         self.special_tokens = [
-            t for t in dict.fromkeys([_PAD, unknown_token, _CLS, _SEP, _MASK]) if t in self._token_to_id
+            t
+            for t in dict.fromkeys([_PAD, unknown_token, _CLS, _SEP, _MASK])
+            if t in self._token_to_id
         ]
 
         # FastWordpieceTokenizer cannot build a model from a vocabulary with duplicates.
@@ -386,7 +388,7 @@ class WordPieceTokenizer(keras.layers.Layer):
             # Special tokens are matched on the raw text (HF: `normalized=False`), so split
             # them out first; they are bounded by punctuation so other splits are unchanged.
             # regex_split stops at a NUL byte: swap it for U+FFFD, which is dropped just as NUL.
-            text = tf.strings.regex_replace(text, r"\x00", "\uFFFD")
+            text = tf.strings.regex_replace(text, r"\x00", "\ufffd")
             pieces = tf_text.regex_split(
                 text,
                 delim_regex_pattern=self._special_pattern,

@@ -80,7 +80,8 @@ def test_minilm_real_checkpoint_matches_transformers(minilm_dir, shared_data):
 @pytest.mark.parametrize("hidden_act", ["gelu", "gelu_new", "relu"])
 def test_bert_model_with_each_activation(tmp_path, hidden_act):
     torch.manual_seed(0)
-    reference = transformers.BertModel(transformers.BertConfig(**TINY_CONFIG, hidden_act=hidden_act))
+    config = transformers.BertConfig(**TINY_CONFIG, hidden_act=hidden_act)
+    reference = transformers.BertModel(config)
     path = save_hf(reference, tmp_path)
     batch = random_batch()
     outputs = Bert.from_pretrained(path)(batch)

@@ -18,7 +18,9 @@ def reference(layer, x, activation):
 
 ACTIVATIONS = {
     "gelu": lambda h: 0.5 * h * (1 + erf(h / np.sqrt(2))),
-    "gelu_approximate": lambda h: 0.5 * h * (1 + np.tanh(np.sqrt(2 / np.pi) * (h + 0.044715 * h**3))),
+    "gelu_approximate": lambda h: 0.5 * h * (
+        1 + np.tanh(np.sqrt(2 / np.pi) * (h + 0.044715 * h**3))
+    ),
     "relu": lambda h: np.maximum(h, 0),
 }
 

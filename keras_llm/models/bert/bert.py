@@ -36,13 +36,17 @@ def unpack_bert_inputs(inputs) -> tuple:
     segment_ids = inputs.get("segment_ids")
     padding_mask = inputs.get("padding_mask")
     for name, tensor in (("segment_ids", segment_ids), ("padding_mask", padding_mask)):
-        if tensor is not None and tuple(tensor.shape) != tuple(token_ids.shape):
-            static = [a == b or a is None or b is None for a, b in zip(tensor.shape, token_ids.shape)]
-            if len(tensor.shape) != 2 or not all(static):
-                raise ValueError(
-                    f"`{name}` has shape {tensor.shape} but `token_ids` has shape "
-                    f"{token_ids.shape}; they must match."
-                )
+        if tensor is None:
+            continue
+        same = len(tensor.shape) == 2 and all(
+            a == b or a is None or b is None
+            for a, b in zip(tensor.shape, token_ids.shape, strict=True)
+        )
+        if not same:
+            raise ValueError(
+                f"`{name}` has shape {tensor.shape} but `token_ids` has shape "
+                f"{token_ids.shape}; they must match."
+            )
     if segment_ids is None:
         segment_ids = ops.zeros_like(token_ids)
     if padding_mask is None:
