@@ -133,6 +133,10 @@ _CJK_CHARS = (
 )
 
 _CLS, _SEP, _PAD, _MASK = "[CLS]", "[SEP]", "[PAD]", "[MASK]"
+_INVALID_UTF8_MESSAGE = (
+    "WordPieceTokenizer: input contains bytes that are not valid UTF-8. Decode/clean the text "
+    "first (e.g. bytes.decode('utf-8', errors='replace'))."
+)
 
 
 def load_vocabulary(path: str | os.PathLike) -> list[str]:
@@ -247,12 +251,12 @@ class WordPieceTokenizer(keras.layers.Layer):
             self._id_remap = None
         self._vocab_tensor = tf.constant(vocabulary, dtype=tf.string)
         self._special_pattern = "|".join(_escape_regex(t) for t in self.special_tokens)
-        self._special_table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant(self.special_tokens, tf.string),
-                tf.constant([self._token_to_id[t] for t in self.special_tokens], tf.int32),
-            ),
-            default_value=self.unknown_token_id,
+        # Plain constants rather than a tf.lookup table: with a non-TF Keras backend the layer
+        # is not a TF trackable, and an untracked table resource would break SavedModel export.
+        self._special_tokens_tensor = tf.constant(self.special_tokens or [""], tf.string)
+        self._special_ids_tensor = tf.constant(
+            [self._token_to_id[t] for t in self.special_tokens] or [self.unknown_token_id],
+            tf.int32,
         )
         self.built = True
 
@@ -368,16 +372,22 @@ class WordPieceTokenizer(keras.layers.Layer):
         return words.with_flat_values(flat)
 
     def _check_utf8(self, text: tf.Tensor) -> tf.Tensor:
-        # Refuse invalid UTF-8 instead of producing garbage: a lossless transcode is the identity.
+        """Refuses invalid UTF-8 instead of silently producing garbage ids.
+
+        Eagerly this raises ``ValueError``; in a graph (tf.function, tf.data, SavedModel) the
+        op fails with ``tf.errors.InvalidArgumentError``. Both messages name the problem.
+        """
+        # A lossless transcode is the identity exactly when the bytes are valid UTF-8.
         fixed = tf.strings.unicode_transcode(
             text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD
         )
-        check = tf.debugging.assert_equal(
-            tf.reduce_all(tf.equal(fixed, text)),
-            True,
-            message="WordPieceTokenizer: input contains bytes that are not valid UTF-8. "
-            "Decode/clean the text first (e.g. bytes.decode('utf-8', errors='replace')).",
-        )
+        valid = tf.reduce_all(tf.equal(fixed, text))
+        if tf.executing_eagerly():
+            # Raised here so the message survives Keras' exception re-wrapping on any backend.
+            if not bool(valid):
+                raise ValueError(_INVALID_UTF8_MESSAGE)
+            return text
+        check = tf.debugging.assert_equal(valid, True, message=_INVALID_UTF8_MESSAGE)
         with tf.control_dependencies([check]):
             return tf.identity(text)
 
@@ -396,7 +406,10 @@ class WordPieceTokenizer(keras.layers.Layer):
             )
             flat = pieces.flat_values
             is_special = tf.strings.regex_full_match(flat, self._special_pattern)
-            special_ids = self._special_table.lookup(flat)
+            matches = tf.equal(tf.expand_dims(flat, 1), self._special_tokens_tensor)
+            special_ids = tf.gather(
+                self._special_ids_tensor, tf.argmax(tf.cast(matches, tf.int32), axis=1)
+            )
             special_rows = tf.RaggedTensor.from_row_lengths(
                 tf.boolean_mask(special_ids, is_special), tf.cast(is_special, tf.int64)
             )

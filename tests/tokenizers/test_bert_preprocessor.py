@@ -217,5 +217,5 @@ def test_vocabulary_without_special_tokens_raises():
 
 def test_non_utf8_input_raises(tokenizer):
     preprocessor = BertPreprocessor(tokenizer, sequence_length=8)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="not valid UTF-8"):
+    with pytest.raises(ValueError, match="not valid UTF-8"):
         preprocessor((tf.constant([b"ok"]), tf.constant([b"\xc3("])))

@@ -246,8 +246,15 @@ def test_invalid_vocabularies():
 
 
 def test_non_utf8_input_raises(tokenizer):
-    with pytest.raises(tf.errors.InvalidArgumentError, match="not valid UTF-8"):
+    with pytest.raises(ValueError, match="not valid UTF-8"):
         tokenizer(tf.constant([b"ok", b"caf\xe9"]))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def tokenize(x):
+        return tokenizer(x)
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not valid UTF-8"):
+        tokenize(tf.constant([b"caf\xe9"]))
     dataset = tf.data.Dataset.from_tensor_slices([b"\xff\xfe"]).map(tokenizer)
     with pytest.raises(tf.errors.InvalidArgumentError, match="not valid UTF-8"):
         list(dataset)
