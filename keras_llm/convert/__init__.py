@@ -1,4 +1,4 @@
-"""Checkpoint import from local files (no downloads): Hugging Face and Google BERT."""
+"""Checkpoint import from local files (no downloads): Hugging Face BERT and GPT-2, Google BERT."""
 
 from keras_llm.convert.bert import load_bert_backbone, load_bert_task, read_bert_checkpoint
 from keras_llm.convert.checkpoint_files import (
@@ -7,12 +7,15 @@ from keras_llm.convert.checkpoint_files import (
     read_json,
     read_tf_checkpoint,
 )
+from keras_llm.convert.gpt import load_gpt_backbone, read_gpt_checkpoint
 
 __all__ = [
     "CheckpointError",
     "load_bert_backbone",
     "load_bert_task",
+    "load_gpt_backbone",
     "read_bert_checkpoint",
+    "read_gpt_checkpoint",
     "read_hf_weights",
     "read_json",
     "read_tf_checkpoint",

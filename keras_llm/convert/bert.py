@@ -162,16 +162,6 @@ def _google_to_hf(variables: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return weights
 
 
-def _linear(weights: WeightMap, dense, name: str) -> None:
-    weights.assign(dense.kernel, weights.take(f"{name}.weight").T, f"{name}.weight")
-    weights.assign(dense.bias, weights.take(f"{name}.bias"), f"{name}.bias")
-
-
-def _layer_norm(weights: WeightMap, layer_norm, name: str) -> None:
-    weights.assign(layer_norm.gamma, weights.take(f"{name}.weight"), f"{name}.weight")
-    weights.assign(layer_norm.beta, weights.take(f"{name}.bias"), f"{name}.bias")
-
-
 def _assign_backbone(bert, weights: WeightMap) -> None:
     embeddings = bert.embeddings
     for layer, name in (
@@ -180,7 +170,7 @@ def _assign_backbone(bert, weights: WeightMap) -> None:
         (embeddings.segment_embedding, "embeddings.token_type_embeddings.weight"),
     ):
         weights.assign(layer.embeddings, weights.take(name), name)
-    _layer_norm(weights, embeddings.layer_norm, "embeddings.LayerNorm")
+    weights.layer_norm(embeddings.layer_norm, "embeddings.LayerNorm")
     for i, block in enumerate(bert.encoder_blocks):
         prefix = f"encoder.layer.{i}"
         attention = block.attention
@@ -190,14 +180,14 @@ def _assign_backbone(bert, weights: WeightMap) -> None:
         bias = np.concatenate([weights.take(f"{p}.bias") for p in parts])
         weights.assign(attention.qkv_dense.kernel, kernel, f"{prefix}.attention.self.*.weight")
         weights.assign(attention.qkv_dense.bias, bias, f"{prefix}.attention.self.*.bias")
-        _linear(weights, attention.output_dense, f"{prefix}.attention.output.dense")
-        _layer_norm(weights, block.attention_norm, f"{prefix}.attention.output.LayerNorm")
+        weights.dense(attention.output_dense, f"{prefix}.attention.output.dense")
+        weights.layer_norm(block.attention_norm, f"{prefix}.attention.output.LayerNorm")
         ffn = block.feed_forward
-        _linear(weights, ffn.intermediate_dense, f"{prefix}.intermediate.dense")
-        _linear(weights, ffn.output_dense, f"{prefix}.output.dense")
-        _layer_norm(weights, block.feed_forward_norm, f"{prefix}.output.LayerNorm")
+        weights.dense(ffn.intermediate_dense, f"{prefix}.intermediate.dense")
+        weights.dense(ffn.output_dense, f"{prefix}.output.dense")
+        weights.layer_norm(block.feed_forward_norm, f"{prefix}.output.LayerNorm")
     if "pooler.dense.weight" in weights:
-        _linear(weights, bert.pooler, "pooler.dense")
+        weights.dense(bert.pooler, "pooler.dense")
     else:
         # HF saves no pooler for masked-LM and token-classification models.
         logger.warning("%s has no pooler weights; the pooler stays randomly initialised.",
@@ -297,17 +287,17 @@ def _assign_head(task, weights: WeightMap) -> None:
     from keras_llm.models import BertPretrainer, BertQuestionAnswerer
 
     if isinstance(task, BertQuestionAnswerer):
-        _linear(weights, task.qa_outputs, "qa_outputs")
+        weights.dense(task.qa_outputs, "qa_outputs")
     elif isinstance(task, BertPretrainer):
         head = task.masked_lm_head
-        _linear(weights, head.transform, "cls.predictions.transform.dense")
-        _layer_norm(weights, head.layer_norm, "cls.predictions.transform.LayerNorm")
+        weights.dense(head.transform, "cls.predictions.transform.dense")
+        weights.layer_norm(head.layer_norm, "cls.predictions.transform.LayerNorm")
         weights.assign(head.output_bias, weights.take("cls.predictions.bias"),
                        "cls.predictions.bias")
         if "cls.seq_relationship.weight" in weights:
-            _linear(weights, task.next_sentence_head, "cls.seq_relationship")
+            weights.dense(task.next_sentence_head, "cls.seq_relationship")
         else:  # A masked-LM-only checkpoint (HF BertForMaskedLM).
             logger.warning("%s has no next-sentence head; it stays randomly initialised.",
                            weights.source)
     else:
-        _linear(weights, task.classifier, "classifier")
+        weights.dense(task.classifier, "classifier")

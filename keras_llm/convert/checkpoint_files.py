@@ -144,5 +144,20 @@ class WeightMap:
             )
         variable.assign(value.astype(np.float32) if value.dtype != np.float32 else value)
 
+    def dense(self, layer, name: str, transpose: bool = True) -> None:
+        """Loads `name.weight`/`name.bias` into a Dense layer.
+
+        PyTorch `nn.Linear` stores `[out, in]` (transpose); HF's GPT-2 `Conv1D`
+        already stores `[in, out]`.
+        """
+        kernel = self.take(f"{name}.weight")
+        self.assign(layer.kernel, kernel.T if transpose else kernel, f"{name}.weight")
+        self.assign(layer.bias, self.take(f"{name}.bias"), f"{name}.bias")
+
+    def layer_norm(self, layer, name: str) -> None:
+        """Loads `name.weight`/`name.bias` into a LayerNormalization's gamma/beta."""
+        self.assign(layer.gamma, self.take(f"{name}.weight"), f"{name}.weight")
+        self.assign(layer.beta, self.take(f"{name}.bias"), f"{name}.bias")
+
     def unused(self, ignore=lambda name: False) -> list[str]:
         return sorted(n for n in self.weights if n not in self.used and not ignore(n))

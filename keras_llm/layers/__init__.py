@@ -5,6 +5,7 @@ from keras_llm.layers.embeddings import Embeddings, check_token_ids
 from keras_llm.layers.feed_forward import FeedForward, get_activation
 from keras_llm.layers.masked_lm_head import MaskedLMHead
 from keras_llm.layers.sinusoidal_position_encoding import SinusoidalPositionEncoding
+from keras_llm.layers.transformer_decoder_block import TransformerDecoderBlock
 from keras_llm.layers.transformer_encoder_block import TransformerEncoderBlock
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "MaskedLMHead",
     "MultiHeadAttention",
     "SinusoidalPositionEncoding",
+    "TransformerDecoderBlock",
     "TransformerEncoderBlock",
     "check_token_ids",
     "get_activation",

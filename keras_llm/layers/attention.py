@@ -217,10 +217,11 @@ class MultiHeadAttention(keras.layers.Layer):
             if cache is not None:
                 if cache_update_index is None:
                     raise ValueError("A self-attention `cache` needs `cache_update_index`.")
-                start = [0, cache_update_index, 0, 0]
-                key_heads = ops.slice_update(cache[:, 0], start, key_heads)
-                value_heads = ops.slice_update(cache[:, 1], start, value_heads)
-                cache = ops.stack((key_heads, value_heads), axis=1)
+                # One in-place write of the new entries; XLA keeps the cache buffer.
+                new_entries = ops.stack((key_heads, value_heads), axis=1)
+                new_entries = ops.cast(new_entries, cache.dtype)
+                cache = ops.slice_update(cache, [0, 0, cache_update_index, 0, 0], new_entries)
+                key_heads, value_heads = cache[:, 0], cache[:, 1]
 
         batch_size = ops.shape(query_heads)[0]
         query_length = ops.shape(query_heads)[1]

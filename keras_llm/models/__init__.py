@@ -7,6 +7,7 @@ from keras_llm.models.bert import (
     BertQuestionAnswerer,
     BertTokenClassifier,
 )
+from keras_llm.models.gpt import Gpt, GptCausalLM
 from keras_llm.models.presets import list_presets
 from keras_llm.models.task import Task
 
@@ -16,6 +17,8 @@ __all__ = [
     "BertPretrainer",
     "BertQuestionAnswerer",
     "BertTokenClassifier",
+    "Gpt",
+    "GptCausalLM",
     "Task",
     "list_presets",
 ]

@@ -1,0 +1,223 @@
+"""GPT-2: pre-norm causal Transformer decoder blocks over token and learned position embeddings,
+with a final layer normalization (Radford et al., 2019)."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from keras_llm.layers import Embeddings, TransformerDecoderBlock
+from keras_llm.models.gpt.gpt_presets import GPT_PRESETS
+from keras_llm.models.presets import get_preset, register_presets
+
+register_presets("Gpt", GPT_PRESETS)
+
+
+def unpack_gpt_inputs(inputs) -> tuple:
+    """`(token_ids, padding_mask)` from a dict or a bare `[batch, seq]` id tensor."""
+    if not isinstance(inputs, dict):
+        inputs = {"token_ids": inputs}
+    if "token_ids" not in inputs:
+        raise ValueError(
+            f"GPT models take `token_ids` (and optionally `padding_mask`); received keys "
+            f"{sorted(inputs)}."
+        )
+    unknown = set(inputs) - {"token_ids", "padding_mask"}
+    if unknown:
+        raise ValueError(f"Unexpected GPT input keys {sorted(unknown)}.")
+    token_ids = inputs["token_ids"]
+    if len(token_ids.shape) != 2:
+        raise ValueError(
+            f"`token_ids` must have shape [batch, seq]; received shape {token_ids.shape}."
+        )
+    padding_mask = inputs.get("padding_mask")
+    if padding_mask is not None and len(padding_mask.shape) != 2:
+        raise ValueError(
+            f"`padding_mask` must have shape [batch, seq]; received {padding_mask.shape}."
+        )
+    return token_ids, padding_mask
+
+
+@keras.saving.register_keras_serializable(package="keras_llm")
+class Gpt(keras.Model):
+    """The GPT-2 decoder: returns hidden states `[batch, seq, hidden]`.
+
+    Takes `token_ids` `[batch, seq]` (a dict with `token_ids` and an optional
+    `padding_mask`, or the bare ids). Attention is causal; right padding needs
+    no mask for the real tokens, which never see later positions.
+
+    For cached decoding, `call_with_cache(token_ids, cache, cache_update_index)`
+    runs a slice of the sequence against a preallocated key/value cache (see
+    `initial_cache`) and returns `(hidden_states, cache)`.
+
+    Args:
+        vocab_size: number of token ids.
+        num_layers: number of decoder blocks.
+        num_heads: attention heads per block.
+        hidden_size: width of the hidden states.
+        intermediate_size: width of the feed-forward hidden layer.
+        max_sequence_length: number of learned positions.
+        dropout: dropout on embeddings, sublayer outputs and attention probabilities.
+        layer_norm_epsilon: epsilon of every layer normalization.
+        activation: feed-forward activation (GPT-2: tanh-approximated GELU).
+        initializer_range: standard deviation of the weight initializers.
+        dtype: a dtype or policy for every layer, e.g. `"mixed_bfloat16"`.
+
+    Example:
+    >>> import numpy as np, keras_llm
+    >>> gpt = keras_llm.models.Gpt.from_preset("gpt2_tiny")
+    >>> gpt({"token_ids": np.array([[464, 3290, 318]])}).shape
+    (1, 3, 64)
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_layers: int,
+        num_heads: int,
+        hidden_size: int,
+        intermediate_size: int,
+        max_sequence_length: int = 1024,
+        dropout: float = 0.1,
+        layer_norm_epsilon: float = 1e-5,
+        activation: str = "gelu_approximate",
+        initializer_range: float = 0.02,
+        dtype=None,
+        **kwargs,
+    ):
+        super().__init__(dtype=dtype, **kwargs)
+        if hidden_size % num_heads:
+            raise ValueError(
+                f"hidden_size={hidden_size} must be divisible by num_heads={num_heads}."
+            )
+        self.vocab_size = vocab_size
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.hidden_size = hidden_size
+        self.intermediate_size = intermediate_size
+        self.max_sequence_length = max_sequence_length
+        self.dropout = dropout
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.activation = activation
+        self.initializer_range = initializer_range
+        self.head_size = hidden_size // num_heads
+
+        self.embeddings = Embeddings(
+            vocab_size,
+            hidden_size,
+            max_sequence_length,
+            type_vocab_size=0,
+            normalize=False,
+            dropout=dropout,
+            initializer_range=initializer_range,
+            dtype=self.dtype_policy,
+            name="embeddings",
+        )
+        initializer = keras.initializers.TruncatedNormal(stddev=initializer_range)
+        self.decoder_blocks = [
+            TransformerDecoderBlock(
+                num_heads,
+                intermediate_size,
+                activation=activation,
+                dropout=dropout,
+                layer_norm_epsilon=layer_norm_epsilon,
+                normalize_first=True,
+                kernel_initializer=initializer,
+                dtype=self.dtype_policy,
+                name=f"decoder_block_{i}",
+            )
+            for i in range(num_layers)
+        ]
+        self.final_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="final_norm"
+        )
+
+    @property
+    def token_embedding(self) -> keras.layers.Embedding:
+        """The token embedding layer (tied to the language-model head)."""
+        return self.embeddings.token_embedding
+
+    def build(self, input_shape=None):
+        shape = (None, None)
+        if isinstance(input_shape, dict) and input_shape.get("token_ids") is not None:
+            shape = tuple(input_shape["token_ids"])
+        elif isinstance(input_shape, (tuple, list)) and len(input_shape) == 2:
+            shape = tuple(input_shape)
+        self.embeddings.build(shape)
+        for block in self.decoder_blocks:
+            block.build(shape + (self.hidden_size,))
+        self.final_norm.build(shape + (self.hidden_size,))
+        self.built = True
+
+    def call(self, inputs, training=None):
+        token_ids, padding_mask = unpack_gpt_inputs(inputs)
+        x = self.embeddings(token_ids, training=training)
+        for block in self.decoder_blocks:
+            x = block(x, padding_mask=padding_mask, training=training)
+        return self.final_norm(x)
+
+    def initial_cache(self, batch_size: int, max_length: int) -> list:
+        """Zeroed key/value caches, one `[batch, 2, max_length, heads, head_size]` per layer."""
+        if max_length > self.max_sequence_length:
+            raise ValueError(
+                f"A cache of {max_length} positions exceeds max_sequence_length="
+                f"{self.max_sequence_length}."
+            )
+        shape = (batch_size, 2, max_length, self.num_heads, self.head_size)
+        return [ops.zeros(shape, dtype=self.compute_dtype) for _ in range(self.num_layers)]
+
+    def call_with_cache(self, token_ids, cache: list, cache_update_index, padding_mask=None):
+        """Runs `token_ids` `[batch, n]` at positions `cache_update_index ...`.
+
+        Returns `(hidden_states [batch, n, hidden], updated cache)`. `padding_mask`,
+        if given, covers the whole cache `[batch, max_length]`.
+        """
+        x = self.embeddings(token_ids, start_index=cache_update_index)
+        new_cache = []
+        for block, block_cache in zip(self.decoder_blocks, cache, strict=True):
+            x, block_cache = block(
+                x,
+                padding_mask=padding_mask,
+                cache=block_cache,
+                cache_update_index=cache_update_index,
+            )
+            new_cache.append(block_cache)
+        return self.final_norm(x), new_cache
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "vocab_size": self.vocab_size,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "max_sequence_length": self.max_sequence_length,
+            "dropout": self.dropout,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "activation": self.activation,
+            "initializer_range": self.initializer_range,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        return cls(**config)
+
+    @classmethod
+    def from_preset(cls, name: str, **kwargs) -> Gpt:
+        """A randomly initialised GPT of a named size, e.g. `"gpt2_small"` (124M)."""
+        config = get_preset("Gpt", name)
+        config.update(kwargs)
+        return cls(**config)
+
+    @classmethod
+    def from_pretrained(cls, path: str, **kwargs) -> Gpt:
+        """Loads a local Hugging Face GPT-2 folder (`config.json` + weights)."""
+        from keras_llm.convert.gpt import load_gpt_backbone
+
+        return load_gpt_backbone(path, **kwargs)
