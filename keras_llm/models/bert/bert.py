@@ -163,10 +163,14 @@ class Bert(keras.Model):
         shape = (None, None)
         if isinstance(input_shape, dict) and input_shape.get("token_ids") is not None:
             shape = tuple(input_shape["token_ids"])
-        self.embeddings.build(shape)
+        # Sublayers already built (e.g. by a cached call) keep their weights.
+        if not self.embeddings.built:
+            self.embeddings.build(shape)
         for block in self.encoder_blocks:
-            block.build(shape + (self.hidden_size,))
-        self.pooler.build((None, self.hidden_size))
+            if not block.built:
+                block.build(shape + (self.hidden_size,))
+        if not self.pooler.built:
+            self.pooler.build((None, self.hidden_size))
         self.built = True
 
     def call(self, inputs, training=None, return_attention_scores: bool = False):

@@ -143,10 +143,14 @@ class Gpt(keras.Model):
             shape = tuple(input_shape["token_ids"])
         elif isinstance(input_shape, (tuple, list)) and len(input_shape) == 2:
             shape = tuple(input_shape)
-        self.embeddings.build(shape)
+        # Sublayers already built (e.g. by a cached call) keep their weights.
+        if not self.embeddings.built:
+            self.embeddings.build(shape)
         for block in self.decoder_blocks:
-            block.build(shape + (self.hidden_size,))
-        self.final_norm.build(shape + (self.hidden_size,))
+            if not block.built:
+                block.build(shape + (self.hidden_size,))
+        if not self.final_norm.built:
+            self.final_norm.build(shape + (self.hidden_size,))
         self.built = True
 
     def call(self, inputs, training=None):
@@ -172,6 +176,8 @@ class Gpt(keras.Model):
         Returns `(hidden_states [batch, n, hidden], updated cache)`. `padding_mask`,
         if given, covers the whole cache `[batch, max_length]`.
         """
+        if not self.built:
+            self.build({"token_ids": tuple(token_ids.shape)})
         x = self.embeddings(token_ids, start_index=cache_update_index)
         new_cache = []
         for block, block_cache in zip(self.decoder_blocks, cache, strict=True):

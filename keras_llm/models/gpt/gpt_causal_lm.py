@@ -98,7 +98,9 @@ class GptCausalLM(Task):
                 from_logits=True, reduction="mean_with_sample_weight"
             )
         if metrics == "auto":
-            metrics = [Perplexity()]
+            # Weighted, so that the padding mask (the sample weight) reaches it.
+            metrics = None
+            kwargs.setdefault("weighted_metrics", [Perplexity()])
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     # Generation.
@@ -162,7 +164,7 @@ class GptCausalLM(Task):
         stop_token_ids = tuple(int(t) for t in (stop_token_ids or ()))
         if pad_token_id is None:
             pad_token_id = stop_token_ids[0] if stop_token_ids else 0
-        token_ids, prompt_lengths = self._prepare_prompts(rows, max_new_tokens)
+        token_ids, prompt_lengths = self._prepare_prompts(rows, max_new_tokens, int(pad_token_id))
         sampler = get_sampler(strategy, temperature, top_k, top_p, num_beams, length_penalty)
 
         key = (sampler.cache_key(), stop_token_ids, int(pad_token_id), max_new_tokens, jit_compile)
@@ -196,7 +198,7 @@ class GptCausalLM(Task):
             text = text.item()
         return text.decode("utf-8") if isinstance(text, bytes) else text
 
-    def _prepare_prompts(self, rows: list, max_new_tokens: int):
+    def _prepare_prompts(self, rows: list, max_new_tokens: int, pad_token_id: int):
         if int(max_new_tokens) != max_new_tokens or max_new_tokens <= 0:
             raise ValueError(f"max_new_tokens must be a positive integer; got {max_new_tokens}.")
         if not rows:
@@ -215,7 +217,8 @@ class GptCausalLM(Task):
                 f"at most {limit} tokens or ask for fewer new tokens."
             )
         vocab_size = self.backbone.vocab_size
-        token_ids = np.zeros((len(rows), lengths.max() + max_new_tokens), "int32")
+        # Pre-filled with padding: the loop may stop before reaching the end.
+        token_ids = np.full((len(rows), lengths.max() + max_new_tokens), pad_token_id, "int32")
         for i, row in enumerate(rows):
             row = np.asarray(row)
             if row.size and (row.min() < 0 or row.max() >= vocab_size):
