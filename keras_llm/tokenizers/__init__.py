@@ -1,6 +1,7 @@
 """In-graph (TensorFlow) tokenizers and preprocessors."""
 
 from keras_llm.tokenizers.bert_preprocessor import BertPreprocessor
+from keras_llm.tokenizers.byte_pair_tokenizer import BytePairTokenizer
 from keras_llm.tokenizers.word_piece_tokenizer import WordPieceTokenizer
 
-__all__ = ["BertPreprocessor", "WordPieceTokenizer"]
+__all__ = ["BertPreprocessor", "BytePairTokenizer", "WordPieceTokenizer"]

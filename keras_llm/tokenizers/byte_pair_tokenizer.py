@@ -131,6 +131,9 @@ class BytePairTokenizer(keras.layers.Layer):
     ``tf.errors.InvalidArgumentError`` in a graph): HF only accepts Python ``str``, so there is
     no reference encoding for it.
 
+    Each call BPEs the distinct words of the batch in rounds, as many as its longest word needs:
+    fast for text, but a single unbroken word of thousands of letters takes seconds.
+
     Args:
         vocabulary: path to an ``encoder.json`` / ``vocab.json``, or a dict token -> id.
         merges: path to a ``vocab.bpe`` / ``merges.txt`` or a list of ``"a b"`` merges, highest
@@ -453,7 +456,7 @@ class BytePairTokenizer(keras.layers.Layer):
         symbols, rows, _ = tf.while_loop(
             lambda symbols, rows, more: more,
             body,
-            (symbols, rows, tf.constant(True)),
+            (symbols, rows, tf.size(symbols) > 1),
             shape_invariants=(
                 tf.TensorShape([None]),
                 tf.TensorShape([None]),
