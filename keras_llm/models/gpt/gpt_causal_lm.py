@@ -167,6 +167,8 @@ class GptCausalLM(Task):
         token_ids, prompt_lengths = self._prepare_prompts(rows, max_new_tokens, int(pad_token_id))
         sampler = get_sampler(strategy, temperature, top_k, top_p, num_beams, length_penalty)
 
+        if not self.built:  # Weights must exist before compilation captures them.
+            self.build({"token_ids": (None, None)})
         key = (sampler.cache_key(), stop_token_ids, int(pad_token_id), max_new_tokens, jit_compile)
         if key not in self._generate_functions:
             self._generate_functions[key] = compile_stateful(
@@ -196,7 +198,8 @@ class GptCausalLM(Task):
         text = ops.convert_to_numpy(text) if not isinstance(text, (str, bytes)) else text
         if isinstance(text, np.ndarray):
             text = text.item()
-        return text.decode("utf-8") if isinstance(text, bytes) else text
+        # A sampled token can end mid-character; HF decodes with replacement too.
+        return text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
 
     def _prepare_prompts(self, rows: list, max_new_tokens: int, pad_token_id: int):
         if int(max_new_tokens) != max_new_tokens or max_new_tokens <= 0:

@@ -74,13 +74,14 @@ def test_sampling_is_reproducible_per_seed(lm):
 def test_stop_tokens_end_each_row_on_its_own(lm):
     prompts = [[5, 6, 7, 8], [9, 10]]
     free = lm.generate(prompts, max_new_tokens=6)
-    stop = int(free[0, 5])  # The second generated token of row 0.
+    stop = int(free[0, 4])  # Row 0's first new token: row 0 stops at once.
     out = lm.generate(prompts, max_new_tokens=6, stop_token_ids=[stop], pad_token_id=96)
-    assert out[0, 5] == stop and (out[0, 6:] == 96).all()
-    np.testing.assert_array_equal(out[0, :5], free[0, :5])
-    row1 = free[1, 2:8]
-    if stop not in row1:
-        np.testing.assert_array_equal(out[1, :8], free[1, :8])
+    for row, prompt in enumerate(prompts):
+        new = list(free[row, len(prompt) : len(prompt) + 6])
+        kept = len(prompt) + (new.index(stop) + 1 if stop in new else 6)
+        np.testing.assert_array_equal(out[row, :kept], free[row, :kept])
+        assert (out[row, kept:] == 96).all()
+    assert out[0, 4] == stop and (out[0, 5:] == 96).all()
 
 
 @pytest.mark.parametrize(
