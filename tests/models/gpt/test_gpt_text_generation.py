@@ -25,7 +25,8 @@ def test_strings_in_strings_out(lm):
         assert text.startswith(prompt)
         length = len(lm.tokenizer(prompt).numpy()) + 5
         row = [t for t in row[:length] if t != lm.tokenizer.end_token_id]
-        assert text == lm.tokenizer.detokenize(np.array(row, "int32")).numpy().decode(errors="replace")
+        expected = lm.tokenizer.detokenize(np.array(row, "int32")).numpy()
+        assert text == expected.decode(errors="replace")
     single = lm.generate("To be", max_new_tokens=5)
     assert single == texts[1]
 
