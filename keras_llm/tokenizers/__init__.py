@@ -2,6 +2,7 @@
 
 from keras_llm.tokenizers.bert_preprocessor import BertPreprocessor
 from keras_llm.tokenizers.byte_pair_tokenizer import BytePairTokenizer
+from keras_llm.tokenizers.byte_tokenizer import ByteTokenizer
 from keras_llm.tokenizers.word_piece_tokenizer import WordPieceTokenizer
 
-__all__ = ["BertPreprocessor", "BytePairTokenizer", "WordPieceTokenizer"]
+__all__ = ["BertPreprocessor", "BytePairTokenizer", "ByteTokenizer", "WordPieceTokenizer"]
