@@ -44,7 +44,9 @@ class FeedForward(keras.layers.Layer):
             `"silu"`, or a Hugging Face name such as `"gelu_new"`.
         use_bias: whether both dense layers have biases.
         dropout: dropout rate applied to the hidden activations.
-        kernel_initializer: initializer of both kernels.
+        gated: gated linear unit (T5 v1.1, Shazeer 2020): `act(W0 x) * (W1 x)` as the
+            hidden layer, with a second input projection.
+        kernel_initializer: initializer of the kernels.
 
     Example:
     >>> import numpy as np
@@ -59,10 +61,12 @@ class FeedForward(keras.layers.Layer):
         activation: str = "gelu",
         use_bias: bool = True,
         dropout: float = 0.0,
+        gated: bool = False,
         kernel_initializer="glorot_uniform",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.gated = gated
         self.intermediate_size = intermediate_size
         self.activation = activation
         self.activation_fn = get_activation(activation)
@@ -80,6 +84,9 @@ class FeedForward(keras.layers.Layer):
             self.intermediate_size, name="intermediate", **dense
         )
         self.intermediate_dense.build(inputs_shape)
+        if self.gated:
+            self.gate_dense = keras.layers.Dense(self.intermediate_size, name="gate", **dense)
+            self.gate_dense.build(inputs_shape)
         self.output_dense = keras.layers.Dense(inputs_shape[-1], name="output", **dense)
         self.output_dense.build(tuple(inputs_shape[:-1]) + (self.intermediate_size,))
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
@@ -87,6 +94,8 @@ class FeedForward(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         hidden = self.activation_fn(self.intermediate_dense(inputs))
+        if self.gated:
+            hidden = hidden * self.gate_dense(inputs)
         hidden = self.dropout_layer(hidden, training=training)
         return self.output_dense(hidden)
 
@@ -100,6 +109,7 @@ class FeedForward(keras.layers.Layer):
             activation=self.activation,
             use_bias=self.use_bias,
             dropout=self.dropout,
+            gated=self.gated,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
         )
         return config
