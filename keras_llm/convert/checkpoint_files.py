@@ -152,7 +152,8 @@ class WeightMap:
         """
         kernel = self.take(f"{name}.weight")
         self.assign(layer.kernel, kernel.T if transpose else kernel, f"{name}.weight")
-        self.assign(layer.bias, self.take(f"{name}.bias"), f"{name}.bias")
+        if layer.use_bias:
+            self.assign(layer.bias, self.take(f"{name}.bias"), f"{name}.bias")
 
     def layer_norm(self, layer, name: str) -> None:
         """Loads `name.weight`/`name.bias` into a LayerNormalization's gamma/beta."""

@@ -260,6 +260,17 @@ class MultiHeadAttention(keras.layers.Layer):
             results.append(scores)
         return results[0] if len(results) == 1 else tuple(results)
 
+    def compute_key_value_cache(self, key_value):
+        """Cross-attention keys and values of `key_value`, `[batch, 2, seq, heads, head_size]`.
+
+        Computed once per encoder output and passed back as `cache`, so a decoder
+        does not re-project the encoder states at every generated token.
+        """
+        if not self.cross_attention:
+            raise ValueError("Only a cross-attention layer has a fixed key/value cache.")
+        key, value = self._split_heads(self.key_value_dense(key_value), 2)
+        return ops.stack((key, value), axis=1)
+
     def _explicit_attention(self, query, key, value, mask, bias, scale, training):
         logits = ops.einsum("btnh,bsnh->bnts", query, key)
         # Softmax in float32 even under mixed precision: float16 logits overflow.

@@ -8,28 +8,14 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_llm.generation import (
-    BeamSampler,
-    beam_search_loop,
-    compile_stateful,
-    get_sampler,
-    sample_loop,
-)
+from keras_llm.generation import BeamSampler, beam_search_loop, get_sampler, sample_loop
 from keras_llm.metrics import Perplexity
+from keras_llm.models.generative_task import GenerativeTask, check_max_new_tokens, pad_rows
 from keras_llm.models.gpt.gpt import Gpt, unpack_gpt_inputs
-from keras_llm.models.task import Task
-
-
-def _is_text(prompts) -> bool:
-    if isinstance(prompts, (str, bytes)):
-        return True
-    if isinstance(prompts, (list, tuple)):
-        return len(prompts) > 0 and all(isinstance(p, (str, bytes)) for p in prompts)
-    return isinstance(prompts, np.ndarray) and prompts.dtype.kind in "OSU"
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class GptCausalLM(Task):
+class GptCausalLM(GenerativeTask):
     """Next-token logits `[batch, seq, vocab]` from a `Gpt`, and `generate`.
 
     Called on `{"token_ids", "padding_mask"}` it returns the logits of every
@@ -55,10 +41,7 @@ class GptCausalLM(Task):
     backbone_class = Gpt
 
     def __init__(self, backbone: Gpt, tokenizer=None, **kwargs):
-        super().__init__(backbone, **kwargs)
-        self.tokenizer = tokenizer
-        self._generate_functions: dict = {}
-        self.generate_trace_count = 0
+        super().__init__(backbone, tokenizer=tokenizer, **kwargs)
 
     def build_head(self, input_shape):
         pass  # The head is the backbone's token embedding.
@@ -147,90 +130,46 @@ class GptCausalLM(Task):
         `max_new_tokens`, strategy) and reused: later calls with new prompts of
         the same shapes do not recompile.
         """
-        text = _is_text(prompts)
-        single = isinstance(prompts, (str, bytes))
-        if text:
-            if self.tokenizer is None:
-                raise ValueError(
-                    "String prompts need a tokenizer: build the model with "
-                    "`GptCausalLM(gpt, tokenizer=BytePairTokenizer.from_pretrained(path))`, "
-                    "or pass token ids."
-                )
-            rows = self.tokenizer([prompts] if single else list(prompts)).to_list()
-            if stop_token_ids is None and getattr(self.tokenizer, "end_token_id", None) is not None:
-                stop_token_ids = [self.tokenizer.end_token_id]
-        else:
-            rows = _id_rows(prompts)
+        rows, text, single = self.tokenize_prompts(prompts)
+        if text and stop_token_ids is None:
+            end_token = getattr(self.tokenizer, "end_token_id", None)
+            stop_token_ids = [] if end_token is None else [end_token]
         stop_token_ids = tuple(int(t) for t in (stop_token_ids or ()))
         if pad_token_id is None:
             pad_token_id = stop_token_ids[0] if stop_token_ids else 0
-        token_ids, prompt_lengths = self._prepare_prompts(rows, max_new_tokens, int(pad_token_id))
-        sampler = get_sampler(strategy, temperature, top_k, top_p, num_beams, length_penalty)
-
-        if not self.built:  # Weights must exist before compilation captures them.
-            self.build({"token_ids": (None, None)})
-        key = (sampler.cache_key(), stop_token_ids, int(pad_token_id), max_new_tokens, jit_compile)
-        if key not in self._generate_functions:
-            self._generate_functions[key] = compile_stateful(
-                self._make_generate_function(
-                    sampler, max_new_tokens, stop_token_ids, int(pad_token_id)
-                ),
-                self,
-                jit_compile,
+        check_max_new_tokens(max_new_tokens)
+        width = max((len(r) for r in rows), default=0)
+        limit = self.backbone.max_sequence_length - max_new_tokens
+        if width > limit:
+            raise ValueError(
+                f"A prompt of {width} tokens plus max_new_tokens={max_new_tokens} exceeds the "
+                f"model's {self.backbone.max_sequence_length} positions; shorten prompts to at "
+                f"most {limit} tokens or ask for fewer new tokens."
             )
-        output = self._generate_functions[key](
+        # Pre-filled with padding: the loop may stop before reaching the end.
+        token_ids, prompt_lengths = pad_rows(
+            rows, width + max_new_tokens, self.backbone.vocab_size, int(pad_token_id)
+        )
+        sampler = get_sampler(strategy, temperature, top_k, top_p, num_beams, length_penalty)
+        function = self.decode_function(
+            (sampler.cache_key(), stop_token_ids, int(pad_token_id), max_new_tokens),
+            lambda: self._make_generate_function(
+                sampler, max_new_tokens, stop_token_ids, int(pad_token_id)
+            ),
+            jit_compile,
+        )
+        output = ops.convert_to_numpy(function(
             ops.convert_to_tensor(token_ids),
             ops.convert_to_tensor(prompt_lengths),
             ops.convert_to_tensor(np.int32(seed)),
-        )
-        output = ops.convert_to_numpy(output)
+        ))
         if not text:
             return output
         texts = []
-        for row, length in zip(output, prompt_lengths + max_new_tokens, strict=True):
-            ids = [int(t) for t in row[:length]]
-            ids = _cut_at_stop(ids, int(prompt_lengths[len(texts)]), stop_token_ids)
-            texts.append(self._detokenize(ids))
+        for row, length in zip(output, prompt_lengths, strict=True):
+            ids = [int(t) for t in row[: length + max_new_tokens]]
+            texts.append(self.detokenize(_cut_at_stop(ids, int(length), stop_token_ids)))
         return texts[0] if single else texts
-
-    def _detokenize(self, ids: list[int]) -> str:
-        text = self.tokenizer.detokenize(np.array(ids, "int32"))
-        text = ops.convert_to_numpy(text) if not isinstance(text, (str, bytes)) else text
-        if isinstance(text, np.ndarray):
-            text = text.item()
-        # A sampled token can end mid-character; HF decodes with replacement too.
-        return text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
-
-    def _prepare_prompts(self, rows: list, max_new_tokens: int, pad_token_id: int):
-        if int(max_new_tokens) != max_new_tokens or max_new_tokens <= 0:
-            raise ValueError(f"max_new_tokens must be a positive integer; got {max_new_tokens}.")
-        if not rows:
-            raise ValueError("No prompts given.")
-        lengths = np.array([len(r) for r in rows], "int32")
-        if lengths.min() == 0:
-            raise ValueError(
-                f"Prompt {int(np.argmin(lengths))} is empty; every prompt needs at least one "
-                "token (start an unconditional sample with the end-of-text token)."
-            )
-        limit = self.backbone.max_sequence_length - max_new_tokens
-        if lengths.max() > limit:
-            raise ValueError(
-                f"A prompt of {lengths.max()} tokens plus max_new_tokens={max_new_tokens} exceeds "
-                f"the model's {self.backbone.max_sequence_length} positions; shorten prompts to "
-                f"at most {limit} tokens or ask for fewer new tokens."
-            )
-        vocab_size = self.backbone.vocab_size
-        # Pre-filled with padding: the loop may stop before reaching the end.
-        token_ids = np.full((len(rows), lengths.max() + max_new_tokens), pad_token_id, "int32")
-        for i, row in enumerate(rows):
-            row = np.asarray(row)
-            if row.size and (row.min() < 0 or row.max() >= vocab_size):
-                bad = row[(row < 0) | (row >= vocab_size)][0]
-                raise ValueError(
-                    f"Prompt {i} holds token id {bad}, outside the vocabulary [0, {vocab_size})."
-                )
-            token_ids[i, : len(row)] = row
-        return token_ids, lengths
 
     def _make_generate_function(self, sampler, max_new_tokens, stop_token_ids, pad_token_id):
         backbone = self.backbone
@@ -240,7 +179,6 @@ class GptCausalLM(Task):
             return self.logits(hidden)[:, -1, :], cache
 
         def generate(token_ids, prompt_lengths, seed):
-            self.generate_trace_count += 1  # Runs once per trace, not per call.
             batch, total_length = token_ids.shape
             prompt_width = total_length - max_new_tokens
             cache = backbone.initial_cache(batch, total_length)
@@ -254,38 +192,10 @@ class GptCausalLM(Task):
 
         return generate
 
-    def head_config(self):
-        if self.tokenizer is None:
-            return {}
-        return {"tokenizer": keras.saving.serialize_keras_object(self.tokenizer)}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if "tokenizer" in config:
-            config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])
-        return super().from_config(config)
-
     @classmethod
     def from_pretrained(cls, path: str, tokenizer=None, **kwargs) -> GptCausalLM:
         """Loads a local Hugging Face GPT-2 folder; `tokenizer` optional."""
         return cls(Gpt.from_pretrained(path, **kwargs), tokenizer=tokenizer)
-
-
-def _id_rows(prompts) -> list:
-    if hasattr(prompts, "to_list"):  # A tf.RaggedTensor.
-        return prompts.to_list()
-    if isinstance(prompts, (list, tuple)) and prompts and not np.isscalar(prompts[0]):
-        return [list(np.asarray(r).reshape(-1)) for r in prompts]
-    array = np.asarray(ops.convert_to_numpy(prompts))
-    if array.ndim == 1:
-        array = array[None, :]
-    if array.ndim != 2 or array.dtype.kind not in "iu":
-        raise ValueError(
-            "Token-id prompts must be an int array [batch, prompt_len] or a list of id lists; "
-            f"received dtype {array.dtype} and shape {array.shape}."
-        )
-    return list(array)
 
 
 def _cut_at_stop(ids: list[int], prompt_length: int, stop_token_ids: tuple) -> list[int]:
