@@ -4,6 +4,11 @@ from keras_llm.layers.attention import MultiHeadAttention, merge_attention_masks
 from keras_llm.layers.embeddings import Embeddings, check_token_ids
 from keras_llm.layers.feed_forward import FeedForward, get_activation
 from keras_llm.layers.masked_lm_head import MaskedLMHead
+from keras_llm.layers.relative_position_bias import (
+    RelativePositionBias,
+    relative_position_buckets,
+)
+from keras_llm.layers.rms_normalization import RMSNormalization
 from keras_llm.layers.sinusoidal_position_encoding import SinusoidalPositionEncoding
 from keras_llm.layers.transformer_decoder_block import TransformerDecoderBlock
 from keras_llm.layers.transformer_encoder_block import TransformerEncoderBlock
@@ -13,10 +18,13 @@ __all__ = [
     "FeedForward",
     "MaskedLMHead",
     "MultiHeadAttention",
+    "RMSNormalization",
+    "RelativePositionBias",
     "SinusoidalPositionEncoding",
     "TransformerDecoderBlock",
     "TransformerEncoderBlock",
     "check_token_ids",
     "get_activation",
     "merge_attention_masks",
+    "relative_position_buckets",
 ]

@@ -9,6 +9,7 @@ from keras_llm.models.bert import (
 )
 from keras_llm.models.gpt import Gpt, GptCausalLM
 from keras_llm.models.presets import list_presets
+from keras_llm.models.t5 import T5, T5Seq2SeqLM
 from keras_llm.models.task import Task
 
 __all__ = [
@@ -19,6 +20,8 @@ __all__ = [
     "BertTokenClassifier",
     "Gpt",
     "GptCausalLM",
+    "T5",
+    "T5Seq2SeqLM",
     "Task",
     "list_presets",
 ]

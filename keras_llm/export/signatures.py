@@ -1,0 +1,308 @@
+"""Serving functions for each task model: raw strings in, named tensors out, all in-graph.
+
+Every builder returns `{signature_key: (python_fn, [tf.TensorSpec, ...])}`; the argument names
+and the specs' names are the signature's input names, the returned dict's keys its output names.
+Only TensorFlow and tensorflow-text ops are used: TF Serving's stock model server links
+tensorflow-text's op library and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import tensorflow as tf
+
+from keras_llm.generation import get_sampler, sample_loop
+from keras_llm.generation.samplers import BeamSampler
+
+Signature = tuple[Callable[..., dict], list[tf.TensorSpec]]
+
+#: QA answers are at most this many word pieces long (SQuAD's `max_answer_length`).
+MAX_ANSWER_TOKENS = 30
+
+
+def _string_spec(name: str) -> tf.TensorSpec:
+    return tf.TensorSpec([None], tf.string, name=name)
+
+
+def _id_specs() -> list[tf.TensorSpec]:
+    return [tf.TensorSpec([None, None], tf.int32, name=n)
+            for n in ("token_ids", "segment_ids", "padding_mask")]
+
+
+def _float32(x) -> tf.Tensor:
+    # Mixed-precision models compute in (b)float16; clients always get float32.
+    return tf.cast(x, tf.float32)
+
+
+def _label_outputs(label_ids: tf.Tensor, label_names: list[str] | None) -> dict:
+    outputs = {"label_ids": tf.cast(label_ids, tf.int32)}
+    if label_names:
+        outputs["label_names"] = tf.gather(tf.constant(label_names, tf.string), label_ids)
+    return outputs
+
+
+def _bert_inputs(token_ids, segment_ids, padding_mask) -> dict:
+    return {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}
+
+
+def _text_and_ids(preprocess_args: list[str], preprocessor, head: Callable) -> dict[str, Signature]:
+    """The `text` (strings) and `token_ids` signatures sharing one head function."""
+
+    def from_ids(token_ids, segment_ids, padding_mask):
+        return head(_bert_inputs(token_ids, segment_ids, padding_mask))
+
+    signatures: dict[str, Signature] = {"token_ids": (from_ids, _id_specs())}
+    if preprocessor is not None:
+        if len(preprocess_args) == 1:
+
+            def from_text(text):
+                return head(preprocessor(text))
+
+        else:
+
+            def from_text(*texts):
+                return head(preprocessor(tuple(texts)))
+
+        specs = [_string_spec(name) for name in preprocess_args]
+        signatures["text"] = (_named(from_text, preprocess_args), specs)
+    return signatures
+
+
+def _named(fn: Callable, names: list[str]) -> Callable:
+    """Gives `fn(*args)` the positional parameter names `names` (signature input names)."""
+    if fn.__code__.co_argcount == len(names) and not fn.__code__.co_flags & 0x04:
+        return fn
+    source_args = ", ".join(names)
+    namespace: dict[str, Any] = {"_fn": fn}
+    exec(f"def serve({source_args}):\n    return _fn({source_args})\n", namespace)  # noqa: S102
+    return namespace["serve"]
+
+
+# --- BERT task models ------------------------------------------------------------------------
+
+
+def classifier_signatures(model, preprocessor, pair: bool = False) -> dict[str, Signature]:
+    """`BertClassifier`: logits, probabilities / predictions, label ids and names."""
+    regression = model.num_classes == 1
+
+    def head(inputs):
+        logits = _float32(model(inputs, training=False))
+        if regression:
+            return {"logits": logits, "predictions": logits[:, 0]}
+        outputs = {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
+        outputs.update(_label_outputs(tf.argmax(logits, axis=-1, output_type=tf.int32),
+                                      model.label_names))
+        return outputs
+
+    return _text_and_ids(["text", "text_pair"] if pair else ["text"], preprocessor, head)
+
+
+def embedding_signatures(model, preprocessor) -> dict[str, Signature]:
+    """`Bert` backbone: L2-normalised mean of `sequence_output` over real tokens (MiniLM)."""
+
+    def head(inputs):
+        sequence = _float32(model(inputs, training=False)["sequence_output"])
+        mask = tf.cast(inputs["padding_mask"], tf.float32)[:, :, None]
+        # Clamped like sentence-transformers, so an all-padding row gives zeros, not NaN.
+        mean = tf.reduce_sum(sequence * mask, axis=1) / tf.maximum(
+            tf.reduce_sum(mask, axis=1), 1e-9)
+        return {"embedding": tf.math.l2_normalize(mean, axis=-1, epsilon=1e-24)}
+
+    return _text_and_ids(["text"], preprocessor, head)
+
+
+def token_classifier_signatures(model, preprocessor) -> dict[str, Signature]:
+    """`BertTokenClassifier`: per-token label ids (and names), and the word pieces."""
+    vocabulary = None
+    if preprocessor is not None:
+        vocabulary = tf.constant(preprocessor.tokenizer.get_vocabulary(), tf.string)
+
+    def head(inputs):
+        logits = _float32(model(inputs, training=False))
+        outputs = {"logits": logits}
+        outputs.update(_label_outputs(tf.argmax(logits, axis=-1, output_type=tf.int32),
+                                      model.label_names))
+        if vocabulary is not None:
+            real = tf.cast(inputs["padding_mask"], tf.bool)
+            tokens = tf.gather(vocabulary, inputs["token_ids"])
+            outputs["tokens"] = tf.where(real, tokens, tf.constant(""))
+        return outputs
+
+    return _text_and_ids(["text"], preprocessor, head)
+
+
+def best_span(start_logits, end_logits, context_mask, max_answer_tokens=MAX_ANSWER_TOKENS):
+    """Best `(start, end, score)` per row with `start <= end < start + max_answer_tokens`,
+    both inside `context_mask`; score = start logit + end logit (SQuAD's rule)."""
+    seq = tf.shape(start_logits)[1]
+    positions = tf.range(seq)
+    offset = positions[None, :] - positions[:, None]  # [start, end] -> end - start
+    allowed = tf.logical_and(offset >= 0, offset < max_answer_tokens)[None]
+    allowed = tf.logical_and(allowed, context_mask[:, :, None])
+    allowed = tf.logical_and(allowed, context_mask[:, None, :])
+    scores = start_logits[:, :, None] + end_logits[:, None, :]
+    scores = tf.where(allowed, scores, tf.constant(-1e9, scores.dtype))
+    flat = tf.reshape(scores, [tf.shape(scores)[0], -1])
+    best = tf.argmax(flat, axis=-1, output_type=tf.int32)
+    return best // seq, best % seq, tf.reduce_max(flat, axis=-1)
+
+
+def question_answerer_signatures(model, preprocessor) -> dict[str, Signature]:
+    """`BertQuestionAnswerer`: span logits, and the best answer span as text with its score."""
+    tokenizer = preprocessor.tokenizer if preprocessor is not None else None
+    sep_id = tokenizer.special_token_id("sep") if tokenizer is not None else None
+
+    def head(inputs):
+        outputs = model(inputs, training=False)
+        start = _float32(outputs["start_logits"])
+        end = _float32(outputs["end_logits"])
+        result = {"start_logits": start, "end_logits": end}
+        if tokenizer is None:
+            return result
+        token_ids = inputs["token_ids"]
+        # The context is segment 1, without its closing [SEP] and the padding.
+        context = tf.logical_and(tf.equal(inputs["segment_ids"], 1),
+                                 tf.cast(inputs["padding_mask"], tf.bool))
+        context = tf.logical_and(context, tf.not_equal(token_ids, sep_id))
+        span_start, span_end, score = best_span(start, end, context)
+        positions = tf.range(tf.shape(token_ids)[1])[None, :]
+        in_span = tf.logical_and(positions >= span_start[:, None], positions <= span_end[:, None])
+        has_context = tf.reduce_any(context, axis=-1)
+        in_span = tf.logical_and(in_span, has_context[:, None])
+        answer = tokenizer.detokenize(tf.ragged.boolean_mask(token_ids, in_span))
+        result.update({
+            "answer_text": answer,
+            "answer_score": tf.where(has_context, score, tf.constant(float("-inf"))),
+            "answer_start": tf.where(has_context, span_start, -1),
+            "answer_end": tf.where(has_context, span_end, -1),
+        })
+        return result
+
+    return _text_and_ids(["question", "context"], preprocessor, head)
+
+
+# --- GPT generation --------------------------------------------------------------------------
+
+
+def causal_lm_signatures(
+    model,
+    tokenizer,
+    max_new_tokens: int = 64,
+    max_prompt_length: int | None = None,
+    strategy: str = "greedy",
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    jit_compile: bool = False,
+) -> dict[str, Signature]:
+    """`GptCausalLM`: prompts in, prompt + continuation out, the decode loop in the graph.
+
+    The token buffer has the static length `max_prompt_length + max_new_tokens` (the export-
+    time cap); the `max_new_tokens` input only moves each row's end, so one graph serves any
+    request up to the cap. Prompts longer than `max_prompt_length` tokens keep their last
+    tokens. Random strategies take an int32 `seed` input (same seed, same output).
+    """
+    backbone = model.backbone
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1; got {max_new_tokens}.")
+    if max_prompt_length is None:
+        max_prompt_length = backbone.max_sequence_length - max_new_tokens
+    total_length = max_prompt_length + max_new_tokens
+    if max_prompt_length < 1 or total_length > backbone.max_sequence_length:
+        raise ValueError(
+            f"max_prompt_length={max_prompt_length} + max_new_tokens={max_new_tokens} must fit "
+            f"the model's {backbone.max_sequence_length} positions, with at least one prompt "
+            "token."
+        )
+    sampler = get_sampler(strategy, temperature, top_k, top_p)
+    if isinstance(sampler, BeamSampler):
+        raise ValueError("Beam search is not exported; use greedy or a sampling strategy.")
+    random = strategy != "greedy"
+    end_id = getattr(tokenizer, "end_token_id", None) if tokenizer is not None else None
+    stop_ids = (end_id,) if end_id is not None else ()
+    pad_id = end_id if end_id is not None else 0
+    cap = max_new_tokens
+
+    def step(token_ids, cache, index):
+        hidden, cache = backbone.call_with_cache(token_ids, cache, index)
+        return model.logits(hidden)[:, -1, :], cache
+
+    def decode(token_ids, prompt_lengths, new_tokens, seed):
+        cache = backbone.initial_cache(tf.shape(token_ids)[0], total_length)
+        # Prefill every prompt position at once; positions past a row's prompt hold padding
+        # and are rewritten by the loop before any later position reads them.
+        _, cache = backbone.call_with_cache(token_ids[:, :max_prompt_length], cache, 0)
+        return sample_loop(step, token_ids, prompt_lengths, cache, sampler, seed, new_tokens,
+                           stop_ids, pad_id)
+
+    decode = tf.function(decode, jit_compile=jit_compile, autograph=False)
+
+    def generate_ids(token_ids, prompt_lengths, new_tokens, seed):
+        """Right-padded ids -> `[batch, longest prompt + new_tokens]` like `generate`."""
+        check = tf.debugging.assert_less_equal(
+            new_tokens, cap,
+            message=f"max_new_tokens is larger than the export-time maximum of {cap}")
+        positive = tf.debugging.assert_positive(new_tokens, message="max_new_tokens must be >= 1")
+        with tf.control_dependencies([check, positive]):
+            new_tokens = tf.identity(new_tokens)
+        batch = tf.shape(token_ids)[0]
+        buffer = tf.concat([token_ids, tf.fill([batch, total_length - tf.shape(token_ids)[1]],
+                                               tf.constant(pad_id, tf.int32))], axis=1)
+        buffer = tf.ensure_shape(buffer, [None, total_length])
+        output = decode(buffer, prompt_lengths, new_tokens, seed)
+        width = tf.reduce_max(prompt_lengths) + new_tokens
+        return output[:, :width]
+
+    def finish(output, prompt_lengths, new_tokens) -> dict:
+        positions = tf.range(tf.shape(output)[1])[None, :]
+        after_prompt = positions >= prompt_lengths[:, None]
+        row_end = prompt_lengths + new_tokens
+        stop = tf.zeros_like(output, tf.bool)
+        for token in stop_ids:
+            stop = tf.logical_or(stop, tf.equal(output, token))
+        stop = tf.logical_and(stop, after_prompt)
+        # Text: the prompt, then the continuation up to (excluding) the first stop token.
+        first_stop = tf.reduce_min(tf.where(stop, positions, tf.shape(output)[1]), axis=1)
+        keep = tf.logical_and(positions < first_stop[:, None], positions < row_end[:, None])
+        outputs = {"generated_token_ids": output,
+                   "generated_lengths": tf.reduce_sum(tf.cast(keep, tf.int32), axis=1)}
+        if tokenizer is not None:
+            text = tokenizer.detokenize(tf.ragged.boolean_mask(output, keep))
+            # A continuation may end inside a UTF-8 character: replace, like `generate`.
+            outputs["generated_text"] = tf.strings.unicode_transcode(
+                text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+        return outputs
+
+    def seed_of(seed):
+        return seed if random else tf.constant(0, tf.int32)
+
+    def from_ids(token_ids, prompt_lengths, max_new_tokens, seed=None):
+        output = generate_ids(token_ids, prompt_lengths, max_new_tokens, seed_of(seed))
+        return finish(output, prompt_lengths, max_new_tokens)
+
+    def from_text(prompt, max_new_tokens, seed=None):
+        ids = tokenizer(prompt)
+        if isinstance(ids, tf.Tensor):  # A tokenizer with a fixed sequence_length.
+            ids = tf.RaggedTensor.from_tensor(ids)
+        ids = ids[:, -max_prompt_length:]  # Keep the end of an over-long prompt.
+        lengths = tf.cast(ids.row_lengths(), tf.int32)
+        empty = tf.debugging.assert_positive(
+            lengths, message="Every prompt needs at least one token; got an empty prompt.")
+        with tf.control_dependencies([empty]):
+            dense = ids.to_tensor(pad_id)
+        output = generate_ids(dense, lengths, max_new_tokens, seed_of(seed))
+        return finish(output, lengths, max_new_tokens)
+
+    scalar = [tf.TensorSpec([], tf.int32, name="max_new_tokens")]
+    seed_spec = [tf.TensorSpec([], tf.int32, name="seed")] if random else []
+    id_names = ["token_ids", "prompt_lengths", "max_new_tokens"] + (["seed"] if random else [])
+    id_specs = [tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+                tf.TensorSpec([None], tf.int32, name="prompt_lengths")] + scalar + seed_spec
+    signatures: dict[str, Signature] = {"token_ids": (_named(from_ids, id_names), id_specs)}
+    if tokenizer is not None:
+        text_names = ["prompt", "max_new_tokens"] + (["seed"] if random else [])
+        signatures["text"] = (_named(from_text, text_names),
+                              [_string_spec("prompt")] + scalar + seed_spec)
+    return signatures
