@@ -64,6 +64,9 @@ def load_preprocessor(model, vocabulary: str | None, preprocessor_dir: str | Non
 def main(argv: list[str]) -> int:
     del argv
     import keras
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)  # TF's INFO lines about every saved function
 
     import keras_llm.models  # noqa: F401 - registers the classes load_model needs
     from keras_llm.export import ExportError, export_saved_model
