@@ -6,7 +6,7 @@ from keras_llm import layers, models
 from keras_llm.version import __version__
 
 # TensorFlow-only edges load on first use, so `import keras_llm` stays light on JAX.
-_LAZY_SUBMODULES = ("tokenizers", "convert")
+_LAZY_SUBMODULES = ("tokenizers", "convert", "data", "export", "training")
 
 
 def __getattr__(name):
@@ -15,4 +15,13 @@ def __getattr__(name):
     raise AttributeError(f"module 'keras_llm' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "convert", "layers", "models", "tokenizers"]
+__all__ = [
+    "__version__",
+    "convert",
+    "data",
+    "export",
+    "layers",
+    "models",
+    "tokenizers",
+    "training",
+]

@@ -178,12 +178,6 @@ def export_saved_model(
             fn(**{name: tf.make_ndarray(proto) for name, proto in request.inputs.items()})
 
     os.makedirs(export_dir, exist_ok=True)
-    # GptCausalLM caches its compiled `generate` loops in a dict keyed by tuples, which
-    # SavedModel cannot serialize: set them aside while writing (they are not needed to serve).
-    cached = getattr(model, "_generate_functions", None)
-    saved_cache = dict(cached) if cached else {}
-    if saved_cache:
-        cached.clear()
     # Written aside and renamed: TF Serving polls the base folder and must never load a
     # half-written version (names that are not numbers are ignored by it).
     staging = tempfile.mkdtemp(prefix=".staging-", dir=export_dir)
@@ -200,8 +194,6 @@ def export_saved_model(
             raise ExportError(f"Version folder {version_dir} already exists; not overwriting.")
         os.rename(staging, version_dir)
     finally:
-        if saved_cache:
-            cached.update(saved_cache)
         if os.path.isdir(staging):
             shutil.rmtree(staging, ignore_errors=True)
     return version_dir

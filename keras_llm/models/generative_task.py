@@ -76,7 +76,9 @@ class GenerativeTask(Task):
     def __init__(self, backbone: keras.Model, tokenizer=None, **kwargs):
         super().__init__(backbone, **kwargs)
         self.tokenizer = tokenizer
-        self._generate_functions: dict = {}
+        # Compiled decode loops keyed by tuples: not model state, and SavedModel cannot save a
+        # tracked dict with non-string keys, so keep Keras from tracking it.
+        object.__setattr__(self, "_generate_functions", {})
         self.generate_trace_count = 0
 
     def tokenize_prompts(self, prompts) -> tuple[list, bool, bool]:

@@ -110,7 +110,10 @@ class T5(keras.Model):
             dtype=self.dtype_policy,
             name="token_embedding",
         )
+        # T5's initialisation (Mesh TF): kernels ~ N(0, d_model^-1/2); see `build` for the
+        # query, whose logits T5 does not scale by 1/sqrt(d_kv).
         block_options = dict(
+            kernel_initializer=keras.initializers.RandomNormal(stddev=hidden_size**-0.5),
             activation=activation,
             dropout=dropout,
             layer_norm_epsilon=layer_norm_epsilon,
@@ -166,7 +169,28 @@ class T5(keras.Model):
         for norm in (self.encoder_norm, self.decoder_norm):
             if not norm.built:
                 norm.build(hidden)
+        if not self.built:
+            self._scale_query_initialization()
         self.built = True
+
+    def _scale_query_initialization(self) -> None:
+        """Shrinks the initial query kernels by `d_kv^-1/2`, as T5 initialises them.
+
+        T5 leaves attention logits unscaled, so a standard initialisation would
+        saturate the softmax from the start and the decoder would learn to ignore
+        the encoder. Loaded checkpoints overwrite these weights anyway.
+        """
+        inner = self.num_heads * self.key_value_size
+        factor = self.key_value_size**-0.5
+        attentions = [b.attention for b in self.encoder_blocks]
+        attentions += [b.self_attention for b in self.decoder_blocks]
+        for attention in attentions:
+            kernel = attention.qkv_dense.kernel
+            scale = ops.concatenate([ops.full((inner,), factor), ops.ones((2 * inner,))])
+            kernel.assign(ops.cast(kernel * scale[None, :], kernel.dtype))
+        for block in self.decoder_blocks:
+            kernel = block.cross_attention_layer.query_dense.kernel
+            kernel.assign(ops.cast(kernel * factor, kernel.dtype))
 
     def _check_ids(self, token_ids, name: str) -> None:
         if len(token_ids.shape) != 2:
