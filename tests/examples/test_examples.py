@@ -28,6 +28,7 @@ def test_quickstart_trains_evaluates_and_saves(tmp_path):
     assert results["train_loss_last_epoch"] < 0.5 * results["train_loss_first_epoch"]
     assert results["accuracy"] >= 0.8
     assert (tmp_path / "classifier.keras").is_file()
+    assert (tmp_path / "serving" / "1" / "saved_model.pb").is_file()
     assert "held-out accuracy" in output
 
 
