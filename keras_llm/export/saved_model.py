@@ -25,8 +25,14 @@ from keras_llm.models import (
     BertQuestionAnswerer,
     BertTokenClassifier,
     GptCausalLM,
+    T5Seq2SeqLM,
 )
-from keras_llm.tokenizers import BertPreprocessor, BytePairTokenizer, WordPieceTokenizer
+from keras_llm.tokenizers import (
+    BertPreprocessor,
+    BytePairTokenizer,
+    SentencePieceTokenizer,
+    WordPieceTokenizer,
+)
 
 #: Signature key of the string-input signature (what TF Serving calls by default).
 DEFAULT_SIGNATURE = "serving_default"
@@ -226,7 +232,8 @@ def _version_dir(export_dir: str, version: int | None) -> str:
 
 
 def _check_model_and_preprocessor(model, preprocessor):
-    supported = (BertClassifier, BertQuestionAnswerer, BertTokenClassifier, Bert, GptCausalLM)
+    supported = (BertClassifier, BertQuestionAnswerer, BertTokenClassifier, Bert, GptCausalLM,
+                 T5Seq2SeqLM)
     if not isinstance(model, supported):
         raise ExportError(
             f"Cannot export a {type(model).__name__}; supported: "
@@ -246,6 +253,16 @@ def _check_model_and_preprocessor(model, preprocessor):
             largest = max(preprocessor.vocabulary.values())
             _check_vocabulary(largest + 1, backbone.vocab_size)
             preprocessor(["warm up"])  # Builds whatever the tokenizer creates lazily.
+        return preprocessor
+    if isinstance(model, T5Seq2SeqLM):
+        preprocessor = preprocessor if preprocessor is not None else model.tokenizer
+        if preprocessor is not None and not isinstance(preprocessor, SentencePieceTokenizer):
+            raise ExportError(
+                f"A T5Seq2SeqLM is exported with a SentencePieceTokenizer; got "
+                f"{type(preprocessor).__name__}.")
+        if preprocessor is not None:
+            _check_vocabulary(preprocessor.vocabulary_size(), backbone.vocab_size)
+            preprocessor(["warm up"])
         return preprocessor
     if preprocessor is None:
         return None
@@ -279,6 +296,9 @@ def _signature_functions(model, preprocessor, **options) -> dict:
         keys = ("max_new_tokens", "max_prompt_length", "strategy", "temperature", "top_k",
                 "top_p", "jit_compile")
         return sig.causal_lm_signatures(model, preprocessor, **{k: options[k] for k in keys})
+    if isinstance(model, T5Seq2SeqLM):
+        keys = ("max_new_tokens", "strategy", "temperature", "top_k", "top_p", "jit_compile")
+        return sig.seq2seq_lm_signatures(model, preprocessor, **{k: options[k] for k in keys})
     if isinstance(model, BertClassifier):
         return sig.classifier_signatures(model, preprocessor, pair=options["pair"])
     if isinstance(model, BertQuestionAnswerer):
@@ -343,7 +363,7 @@ def _metadata(model, endpoints, max_new_tokens, strategy, preprocessor) -> dict:
                            for s in specs}
     metadata = {"keras_llm_version": __version__, "model_class": type(model).__name__,
                 "signatures": described}
-    if isinstance(model, GptCausalLM):
+    if isinstance(model, (GptCausalLM, T5Seq2SeqLM)):
         metadata.update({"max_new_tokens": max_new_tokens, "strategy": strategy})
     elif isinstance(preprocessor, BertPreprocessor):
         metadata["sequence_length"] = preprocessor.sequence_length

@@ -306,3 +306,98 @@ def causal_lm_signatures(
         signatures["text"] = (_named(from_text, text_names),
                               [_string_spec("prompt")] + scalar + seed_spec)
     return signatures
+
+
+# --- T5 generation ---------------------------------------------------------------------------
+
+
+def seq2seq_lm_signatures(
+    model,
+    tokenizer,
+    max_new_tokens: int = 64,
+    max_input_length: int | None = None,
+    strategy: str = "greedy",
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    jit_compile: bool = False,
+) -> dict[str, Signature]:
+    """`T5Seq2SeqLM`: input strings in, generated strings out, the decode loop in the graph.
+
+    The decoder buffer has the static length `1 + max_new_tokens` (the export-time cap);
+    the `max_new_tokens` input ends rows earlier. Inputs longer than `max_input_length`
+    tokens keep their first tokens (and lose their `</s>`). Random strategies take an int32
+    `seed` input.
+    """
+    backbone = model.backbone
+    if max_new_tokens < 1 or max_new_tokens + 1 > backbone.max_sequence_length:
+        raise ValueError(
+            f"max_new_tokens must be in [1, {backbone.max_sequence_length - 1}]; got "
+            f"{max_new_tokens}.")
+    max_input_length = max_input_length or backbone.max_sequence_length
+    sampler = get_sampler(strategy, temperature, top_k, top_p)
+    if isinstance(sampler, BeamSampler):
+        raise ValueError("Beam search is not exported; use greedy or a sampling strategy.")
+    random = strategy != "greedy"
+    stop_ids = (model.end_token_id,)
+    pad_id, cap = model.pad_token_id, max_new_tokens
+    decode = tf.function(model.make_decode_function(sampler, stop_ids),
+                         jit_compile=jit_compile, autograph=False)
+
+    def generate(encoder_ids, encoder_mask, new_tokens, seed) -> dict:
+        check = tf.debugging.assert_less_equal(
+            new_tokens, cap,
+            message=f"max_new_tokens is larger than the export-time maximum of {cap}")
+        positive = tf.debugging.assert_positive(new_tokens, message="max_new_tokens must be >= 1")
+        with tf.control_dependencies([check, positive]):
+            new_tokens = tf.identity(new_tokens)
+        batch = tf.shape(encoder_ids)[0]
+        decoder = tf.concat([tf.fill([batch, 1], tf.constant(model.decoder_start_token_id)),
+                             tf.fill([batch, cap], tf.constant(pad_id))], axis=1)
+        output = decode(encoder_ids, tf.cast(encoder_mask, tf.bool), decoder,
+                        tf.ones([batch], tf.int32), seed, new_tokens)[:, 1:]
+        output = output[:, :new_tokens]
+        positions = tf.range(tf.shape(output)[1])[None, :]
+        stop = tf.zeros_like(output, tf.bool)
+        for token in stop_ids:
+            stop = tf.logical_or(stop, tf.equal(output, token))
+        first_stop = tf.reduce_min(tf.where(stop, positions, tf.shape(output)[1]), axis=1)
+        keep = positions < first_stop[:, None]
+        outputs = {"generated_token_ids": output,
+                   "generated_lengths": tf.reduce_sum(tf.cast(keep, tf.int32), axis=1)}
+        if tokenizer is not None:
+            outputs["generated_text"] = tokenizer.detokenize(tf.ragged.boolean_mask(output, keep))
+        return outputs
+
+    def seed_of(seed):
+        return seed if random else tf.constant(0, tf.int32)
+
+    def from_ids(encoder_token_ids, encoder_padding_mask, max_new_tokens, seed=None):
+        return generate(encoder_token_ids, encoder_padding_mask, max_new_tokens, seed_of(seed))
+
+    def from_text(inputs, max_new_tokens, seed=None):
+        ids = tokenizer(inputs)
+        if isinstance(ids, tf.Tensor):
+            ids = tf.RaggedTensor.from_tensor(ids)
+        ids = ids[:, :max_input_length]
+        lengths = tf.cast(ids.row_lengths(), tf.int32)
+        empty = tf.debugging.assert_positive(
+            lengths, message="Every input needs at least one token; got an empty input.")
+        with tf.control_dependencies([empty]):
+            dense = ids.to_tensor(pad_id)
+        mask = tf.range(tf.shape(dense)[1])[None, :] < lengths[:, None]
+        return generate(dense, mask, max_new_tokens, seed_of(seed))
+
+    scalar = [tf.TensorSpec([], tf.int32, name="max_new_tokens")]
+    seed_spec = [tf.TensorSpec([], tf.int32, name="seed")] if random else []
+    id_names = ["encoder_token_ids", "encoder_padding_mask", "max_new_tokens"] + (
+        ["seed"] if random else [])
+    id_specs = [tf.TensorSpec([None, None], tf.int32, name="encoder_token_ids"),
+                tf.TensorSpec([None, None], tf.int32, name="encoder_padding_mask")]
+    signatures: dict[str, Signature] = {
+        "token_ids": (_named(from_ids, id_names), id_specs + scalar + seed_spec)}
+    if tokenizer is not None:
+        text_names = ["inputs", "max_new_tokens"] + (["seed"] if random else [])
+        signatures["text"] = (_named(from_text, text_names),
+                              [_string_spec("inputs")] + scalar + seed_spec)
+    return signatures

@@ -20,7 +20,13 @@ class Task(keras.Model):
         super().__init__(**kwargs)
         self.backbone = backbone
 
+    # The input dict a bare `build()` assumes; it also gives the SavedModel a default signature.
+    default_input_keys: tuple[str, ...] = ("token_ids",)
+
     def build(self, input_shape=None):
+        if input_shape is None:
+            # Re-enter through Keras' build wrapper so it records real input shapes.
+            return self.build({key: (None, None) for key in self.default_input_keys})
         if not self.backbone.built:
             self.backbone.build(input_shape)
         self.build_head(input_shape)

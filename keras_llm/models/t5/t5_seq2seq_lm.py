@@ -46,6 +46,7 @@ class T5Seq2SeqLM(GenerativeTask):
     """
 
     backbone_class = T5
+    default_input_keys = ("encoder_token_ids", "decoder_token_ids")
 
     def __init__(self, backbone: T5, tokenizer=None, decoder_start_token_id: int = 0,
                  end_token_id: int = 1, pad_token_id: int = 0, **kwargs):
@@ -153,7 +154,7 @@ class T5Seq2SeqLM(GenerativeTask):
         sampler = get_sampler(strategy, temperature, top_k, top_p, num_beams, length_penalty)
         function = self.decode_function(
             (sampler.cache_key(), stop_token_ids, max_new_tokens),
-            lambda: self._make_generate_function(sampler, max_new_tokens, stop_token_ids),
+            lambda: self.make_decode_function(sampler, stop_token_ids),
             jit_compile,
         )
         output = ops.convert_to_numpy(function(
@@ -162,6 +163,7 @@ class T5Seq2SeqLM(GenerativeTask):
             ops.convert_to_tensor(decoder_ids),
             ops.convert_to_tensor(np.ones(len(rows), "int32")),
             ops.convert_to_tensor(np.int32(seed)),
+            ops.convert_to_tensor(np.int32(max_new_tokens)),
         ))[:, 1:]
         if not text:
             return output
@@ -175,7 +177,14 @@ class T5Seq2SeqLM(GenerativeTask):
             texts.append(self.detokenize(ids))
         return texts[0] if single else texts
 
-    def _make_generate_function(self, sampler, max_new_tokens, stop_token_ids):
+    def make_decode_function(self, sampler, stop_token_ids: tuple):
+        """The uncompiled decode function `generate` compiles (and export traces):
+
+        `(encoder_ids, encoder_mask, decoder_ids, prompt_lengths, seed, max_new_tokens)`
+        -> decoder ids; `decoder_ids` is the `[batch, 1 + cap]` buffer starting with
+        the start token, and `max_new_tokens` (a scalar, possibly a tensor) ends rows
+        earlier than the buffer.
+        """
         backbone = self.backbone
 
         def step(token_ids, cache, index):
@@ -184,11 +193,12 @@ class T5Seq2SeqLM(GenerativeTask):
             )
             return self.logits(hidden)[:, -1, :], {**cache, "self": self_cache}
 
-        def generate(encoder_ids, encoder_mask, decoder_ids, prompt_lengths, seed):
+        def generate(encoder_ids, encoder_mask, decoder_ids, prompt_lengths, seed,
+                     max_new_tokens):
             encoder_output = backbone.encode(encoder_ids, encoder_mask)
             # Beam search reorders every entry of the cache, the encoder mask included.
             cache = {
-                "self": backbone.initial_cache(decoder_ids.shape[0], decoder_ids.shape[1]),
+                "self": backbone.initial_cache(ops.shape(decoder_ids)[0], decoder_ids.shape[1]),
                 "cross": backbone.cross_attention_cache(encoder_output),
                 "encoder_padding_mask": encoder_mask,
             }
