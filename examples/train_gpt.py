@@ -66,6 +66,9 @@ flags.DEFINE_enum("strategy", "auto", ["auto", "one_device", "mirrored", "multi_
                   "Distribution strategy.")
 flags.DEFINE_string("sample_prompt", "ROMEO:", "Prompt for the samples logged while training.")
 flags.DEFINE_integer("sample_tokens", 100, "Tokens per logged sample.")
+flags.DEFINE_integer("export_max_new_tokens", 64, "The exported model's generation cap.")
+flags.DEFINE_string("export_dir", None,
+                    "If set, also export a TF Serving SavedModel (strings in, text out) here.")
 flags.DEFINE_string("output_dir", "runs/train_gpt", "Checkpoints, logs and results.")
 flags.DEFINE_integer("seed", 0, "Random seed (initialisation, shuffling, sampling).")
 FLAGS = flags.FLAGS
@@ -172,6 +175,10 @@ def main(argv):
 
     metrics = model.evaluate(validation, verbose=0, return_dict=True)
     model.save(os.path.join(FLAGS.output_dir, "model.keras"))
+    if FLAGS.export_dir:
+        version_dir = keras_llm.export.export_saved_model(
+            model, FLAGS.export_dir, max_new_tokens=FLAGS.export_max_new_tokens)
+        logging.info("exported %s", version_dir)
     results = {
         "validation_loss": metrics["loss"],
         "validation_perplexity": metrics["perplexity"],

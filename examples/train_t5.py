@@ -76,6 +76,9 @@ flags.DEFINE_enum("mixed_precision", "float32", ["float32", "bfloat16", "float16
 flags.DEFINE_enum("strategy", "auto", ["auto", "one_device", "mirrored", "multi_worker"],
                   "Distribution strategy.")
 flags.DEFINE_integer("eval_examples", 400, "Validation examples to generate for (0: all).")
+flags.DEFINE_integer("export_max_new_tokens", 64, "The exported model's generation cap.")
+flags.DEFINE_string("export_dir", None,
+                    "If set, also export a TF Serving SavedModel (strings in, text out) here.")
 flags.DEFINE_string("output_dir", "runs/train_t5", "Checkpoints, logs and results.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 FLAGS = flags.FLAGS
@@ -258,6 +261,10 @@ def main(argv):
     if pairs is not None:
         results.update(evaluate_generation(model, pairs[0], pairs[1]))
     model.save(os.path.join(FLAGS.output_dir, "model.keras"))
+    if FLAGS.export_dir:
+        version_dir = keras_llm.export.export_saved_model(
+            model, FLAGS.export_dir, max_new_tokens=FLAGS.export_max_new_tokens)
+        logging.info("exported %s", version_dir)
     with open(os.path.join(FLAGS.output_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps(results, indent=2))

@@ -30,6 +30,7 @@ from keras_llm.models import (
 from keras_llm.tokenizers import (
     BertPreprocessor,
     BytePairTokenizer,
+    ByteTokenizer,
     SentencePieceTokenizer,
     WordPieceTokenizer,
 )
@@ -245,13 +246,13 @@ def _check_model_and_preprocessor(model, preprocessor):
     backbone = model if isinstance(model, Bert) else model.backbone
     if isinstance(model, GptCausalLM):
         preprocessor = preprocessor if preprocessor is not None else model.tokenizer
-        if preprocessor is not None and not isinstance(preprocessor, BytePairTokenizer):
+        if preprocessor is not None and not isinstance(
+                preprocessor, (BytePairTokenizer, ByteTokenizer)):
             raise ExportError(
-                f"A GptCausalLM is exported with a BytePairTokenizer; got "
+                f"A GptCausalLM is exported with a BytePairTokenizer or a ByteTokenizer; got "
                 f"{type(preprocessor).__name__}.")
         if preprocessor is not None:
-            largest = max(preprocessor.vocabulary.values())
-            _check_vocabulary(largest + 1, backbone.vocab_size)
+            _check_vocabulary(preprocessor.vocabulary_size(), backbone.vocab_size)
             preprocessor(["warm up"])  # Builds whatever the tokenizer creates lazily.
         return preprocessor
     if isinstance(model, T5Seq2SeqLM):

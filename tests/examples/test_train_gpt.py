@@ -18,7 +18,9 @@ def test_train_then_resume(tmp_path):
     text.write_text("To be, or not to be, that is the question.\n" * 60)
     out = tmp_path / "run"
     common = [f"--text_file={text}", f"--output_dir={out}", *TINY]
-    run_example("train_gpt.py", *common, "--train_steps=4")
+    run_example("train_gpt.py", *common, "--train_steps=4", f"--export_dir={tmp_path / 'served'}",
+                "--export_max_new_tokens=8")
+    assert (tmp_path / "served" / "1" / "saved_model.pb").is_file()
     first = json.loads((out / "results.json").read_text())
     assert first["resumed_from_step"] == 0
     assert first["validation_loss"] < math.log(256)  # Already better than uniform bytes.

@@ -19,7 +19,9 @@ def test_pairs_train_evaluate_and_resume(tmp_path):
     out = tmp_path / "run"
     common = ["--task=pairs", f"--train_file={tmp_path / 'pairs.tsv'}", f"--output_dir={out}",
               *TINY]
-    run_example("train_t5.py", *common, "--train_steps=4")
+    run_example("train_t5.py", *common, "--train_steps=4", f"--export_dir={tmp_path / 'served'}",
+                "--export_max_new_tokens=4")
+    assert (tmp_path / "served" / "1" / "saved_model.pb").is_file()
     results = json.loads((out / "results.json").read_text())
     assert {"exact_match", "rouge_l", "bleu", "validation_loss"} <= set(results)
     assert results["resumed_from_step"] == 0 and len(results["samples"]) == 5
