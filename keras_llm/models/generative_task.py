@@ -9,6 +9,7 @@ import numpy as np
 from keras import ops
 
 from keras_llm.generation import compile_stateful
+from keras_llm.metrics import Perplexity
 from keras_llm.models.task import Task
 
 
@@ -80,6 +81,19 @@ class GenerativeTask(Task):
         # tracked dict with non-string keys, so keep Keras from tracking it.
         object.__setattr__(self, "_generate_functions", {})
         self.generate_trace_count = 0
+
+    def compile(self, optimizer="adamw", loss="auto", metrics="auto", **kwargs):
+        """Like `keras.Model.compile`; `"auto"` gives the token cross-entropy averaged over
+        real (weight 1) tokens only, and a padding-aware `Perplexity`."""
+        if loss == "auto":
+            loss = keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True, reduction="mean_with_sample_weight"
+            )
+        if metrics == "auto":
+            # Weighted, so that the padding mask (the sample weight) reaches it.
+            metrics = None
+            kwargs.setdefault("weighted_metrics", [Perplexity()])
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def tokenize_prompts(self, prompts) -> tuple[list, bool, bool]:
         """`(id rows, prompts were text, a single string)`."""

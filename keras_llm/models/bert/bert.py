@@ -7,8 +7,9 @@ import keras
 from keras import ops
 
 from keras_llm.layers import Embeddings, TransformerEncoderBlock
+from keras_llm.models.backbone import Backbone
 from keras_llm.models.bert.bert_presets import BERT_PRESETS
-from keras_llm.models.presets import get_preset, register_presets
+from keras_llm.models.presets import register_presets
 
 register_presets("Bert", BERT_PRESETS)
 
@@ -55,7 +56,7 @@ def unpack_bert_inputs(inputs) -> tuple:
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class Bert(keras.Model):
+class Bert(Backbone):
     """The BERT encoder.
 
     Takes a dict of `token_ids`, `segment_ids` and `padding_mask` (each
@@ -87,6 +88,8 @@ class Bert(keras.Model):
     >>> outputs["sequence_output"].shape, outputs["pooled_output"].shape
     ((1, 4, 128), (1, 128))
     """
+
+    preset_family = "Bert"
 
     def __init__(
         self,
@@ -195,9 +198,7 @@ class Bert(keras.Model):
     def get_config(self):
         # keras.Model's base config carries the dtype policy and name.
         return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            **self.base_config(),
             "vocab_size": self.vocab_size,
             "num_layers": self.num_layers,
             "num_heads": self.num_heads,
@@ -210,23 +211,6 @@ class Bert(keras.Model):
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "initializer_range": self.initializer_range,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)
-
-    @classmethod
-    def from_preset(cls, name: str, **kwargs) -> Bert:
-        """A randomly initialised BERT of a published size, e.g. `"bert_base"`.
-
-        Keyword arguments override the preset's (e.g. `dtype`, `dropout`).
-        """
-        config = get_preset("Bert", name)
-        config.update(kwargs)
-        return cls(**config)
 
     @classmethod
     def from_pretrained(cls, path: str, **kwargs) -> Bert:

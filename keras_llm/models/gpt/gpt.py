@@ -7,8 +7,9 @@ import keras
 from keras import ops
 
 from keras_llm.layers import Embeddings, TransformerDecoderBlock
+from keras_llm.models.backbone import Backbone
 from keras_llm.models.gpt.gpt_presets import GPT_PRESETS
-from keras_llm.models.presets import get_preset, register_presets
+from keras_llm.models.presets import register_presets
 
 register_presets("Gpt", GPT_PRESETS)
 
@@ -39,7 +40,7 @@ def unpack_gpt_inputs(inputs) -> tuple:
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class Gpt(keras.Model):
+class Gpt(Backbone):
     """The GPT-2 decoder: returns hidden states `[batch, seq, hidden]`.
 
     Takes `token_ids` `[batch, seq]` (a dict with `token_ids` and an optional
@@ -69,6 +70,8 @@ class Gpt(keras.Model):
     >>> gpt({"token_ids": np.array([[464, 3290, 318]])}).shape
     (1, 3, 64)
     """
+
+    preset_family = "Gpt"
 
     def __init__(
         self,
@@ -192,9 +195,7 @@ class Gpt(keras.Model):
 
     def get_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            **self.base_config(),
             "vocab_size": self.vocab_size,
             "num_layers": self.num_layers,
             "num_heads": self.num_heads,
@@ -206,20 +207,6 @@ class Gpt(keras.Model):
             "activation": self.activation,
             "initializer_range": self.initializer_range,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)
-
-    @classmethod
-    def from_preset(cls, name: str, **kwargs) -> Gpt:
-        """A randomly initialised GPT of a named size, e.g. `"gpt2_small"` (124M)."""
-        config = get_preset("Gpt", name)
-        config.update(kwargs)
-        return cls(**config)
 
     @classmethod
     def from_pretrained(cls, path: str, **kwargs) -> Gpt:

@@ -13,7 +13,8 @@ from keras_llm.layers import (
     TransformerEncoderBlock,
 )
 from keras_llm.layers.embeddings import check_token_ids
-from keras_llm.models.presets import get_preset, register_presets
+from keras_llm.models.backbone import Backbone
+from keras_llm.models.presets import register_presets
 from keras_llm.models.t5.t5_presets import T5_PRESETS
 
 register_presets("T5", T5_PRESETS)
@@ -31,7 +32,7 @@ def feed_forward_options(feed_forward: str) -> tuple[str, bool]:
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class T5(keras.Model):
+class T5(Backbone):
     """The T5 encoder-decoder: returns encoder and decoder hidden states.
 
     Input: a dict of `encoder_token_ids`, `encoder_padding_mask`,
@@ -66,6 +67,8 @@ class T5(keras.Model):
     >>> out["decoder_sequence_output"].shape
     (1, 1, 64)
     """
+
+    preset_family = "T5"
 
     def __init__(
         self,
@@ -294,9 +297,7 @@ class T5(keras.Model):
 
     def get_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            **self.base_config(),
             "vocab_size": self.vocab_size,
             "num_layers": self.num_layers,
             "num_heads": self.num_heads,
@@ -312,20 +313,6 @@ class T5(keras.Model):
             "tie_embeddings": self.tie_embeddings,
             "max_sequence_length": self.max_sequence_length,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)
-
-    @classmethod
-    def from_preset(cls, name: str, **kwargs) -> T5:
-        """A randomly initialised T5 of a published size, e.g. `"t5_small"`."""
-        config = get_preset("T5", name)
-        config.update(kwargs)
-        return cls(**config)
 
     @classmethod
     def from_pretrained(cls, path: str, **kwargs) -> T5:

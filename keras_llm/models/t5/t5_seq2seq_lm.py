@@ -9,7 +9,6 @@ import numpy as np
 from keras import ops
 
 from keras_llm.generation import BeamSampler, beam_search_loop, get_sampler, sample_loop
-from keras_llm.metrics import Perplexity
 from keras_llm.models.generative_task import GenerativeTask, check_max_new_tokens, pad_rows
 from keras_llm.models.t5.t5 import T5
 
@@ -92,17 +91,6 @@ class T5Seq2SeqLM(GenerativeTask):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         sample_weight = self._with_padding_weights(x, sample_weight)
         return super().compute_metrics(x, y, y_pred, sample_weight)
-
-    def compile(self, optimizer="adamw", loss="auto", metrics="auto", **kwargs):
-        """Like `keras.Model.compile`; `"auto"` gives the masked loss and perplexity."""
-        if loss == "auto":
-            loss = keras.losses.SparseCategoricalCrossentropy(
-                from_logits=True, reduction="mean_with_sample_weight"
-            )
-        if metrics == "auto":
-            metrics = None
-            kwargs.setdefault("weighted_metrics", [Perplexity()])
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def generate(
         self,
