@@ -30,6 +30,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from keras_llm.tokenizers.string_tokenizer import StringTokenizer, escape_regex, split_keep
+
 # --- Character classes -------------------------------------------------------------------
 # `\s` in RE2 is ASCII-only, but the Oniguruma regex of `tokenizers` uses Unicode White_Space.
 # This set was measured code point by code point against HF's ByteLevel pre-tokenizer.
@@ -64,11 +66,6 @@ _PRETOKENIZE_PATTERN = (
 
 _END_OF_TEXT = "<|endoftext|>"
 _MAX_RANK = np.iinfo(np.int32).max
-_INVALID_UTF8_MESSAGE = (
-    "BytePairTokenizer: input contains bytes that are not valid UTF-8 (Hugging Face tokenizers "
-    "only accept Python str, so there is no reference encoding for them). Decode/clean the text "
-    "first (e.g. bytes.decode('utf-8', errors='replace'))."
-)
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -121,7 +118,7 @@ def load_merges(path: str | os.PathLike) -> list[str]:
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class BytePairTokenizer(keras.layers.Layer):
+class BytePairTokenizer(StringTokenizer):
     """GPT-2 byte-level BPE tokenizer whose ids match Hugging Face's ``GPT2TokenizerFast``.
 
     Runs entirely in the TensorFlow graph (usable in ``tf.data`` and SavedModels). No special
@@ -153,6 +150,11 @@ class BytePairTokenizer(keras.layers.Layer):
     [b'ab ab']
     """
 
+    utf8_note = (
+        " (Hugging Face tokenizers only accept Python str, so there is no reference encoding "
+        "for them)"
+    )
+
     def __init__(
         self,
         vocabulary: str | os.PathLike | Mapping[str, int],
@@ -162,12 +164,7 @@ class BytePairTokenizer(keras.layers.Layer):
         unsplittable_tokens: Sequence[str] | None = (_END_OF_TEXT,),
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("dtype", "int32")
-        kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
-        # Inputs are strings: keep Keras from casting them to the layer's compute dtype.
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
 
         if isinstance(vocabulary, (str, os.PathLike)):
             vocabulary = load_vocabulary(vocabulary)
@@ -221,7 +218,7 @@ class BytePairTokenizer(keras.layers.Layer):
 
         # Longest first, so that overlapping unsplittable tokens match like HF's trie.
         ordered = sorted(unsplittable_tokens, key=len, reverse=True)
-        self._special_pattern = "|".join(_escape_regex(t) for t in ordered)
+        self._special_pattern = "|".join(escape_regex(t) for t in ordered)
         # Plain constants rather than a tf.lookup table: with a non-TF Keras backend the layer
         # is not a TF trackable, and an untracked table resource would break SavedModel export.
         self._special_tokens_tensor = tf.constant(ordered or [""], tf.string)
@@ -322,28 +319,12 @@ class BytePairTokenizer(keras.layers.Layer):
         return self._id_to_token[int(id)]
 
     # --- Tokenization --------------------------------------------------------------------------
-    def _check_utf8(self, text: tf.Tensor) -> tf.Tensor:
-        """Refuses invalid UTF-8: ``ValueError`` eagerly, ``InvalidArgumentError`` in graphs."""
-        # A lossless transcode is the identity exactly when the bytes are valid UTF-8.
-        fixed = tf.strings.unicode_transcode(
-            text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD
-        )
-        valid = tf.reduce_all(tf.equal(fixed, text))
-        if tf.executing_eagerly():
-            # Raised here so the message survives Keras' exception re-wrapping on any backend.
-            if not bool(valid):
-                raise ValueError(_INVALID_UTF8_MESSAGE)
-            return text
-        check = tf.debugging.assert_equal(valid, True, message=_INVALID_UTF8_MESSAGE)
-        with tf.control_dependencies([check]):
-            return tf.identity(text)
-
     def _tokenize_flat(self, text: tf.Tensor) -> tf.RaggedTensor:
         """[n] strings -> [n, (ids)] int32."""
         text = self._check_utf8(text)
         if not self.unsplittable_tokens:
             return self._encode_pieces(text)
-        pieces = _split_keep(text, self._special_pattern)
+        pieces = split_keep(text, self._special_pattern)
         flat = pieces.flat_values
         matches = tf.equal(tf.expand_dims(flat, 1), self._special_tokens_tensor)
         is_special = tf.reduce_any(matches, axis=1)
@@ -492,9 +473,6 @@ class BytePairTokenizer(keras.layers.Layer):
             )
         return result
 
-    def call(self, inputs: Any) -> tf.Tensor | tf.RaggedTensor:
-        return self.tokenize(inputs)
-
     def detokenize(self, ids: Any) -> tf.Tensor:
         """Ids [..., (tokens)] (ragged or dense) -> the UTF-8 bytes they stand for, [...].
 
@@ -512,12 +490,6 @@ class BytePairTokenizer(keras.layers.Layer):
 def _nul_free(text: tf.Tensor) -> tf.Tensor:
     """tf-text's regex_split stops at a NUL byte: use \\x01 (same regex classes, same length)."""
     return tf.strings.regex_replace(text, r"\x00", "\x01")
-
-
-def _split_keep(text: tf.Tensor, pattern: str) -> tf.RaggedTensor:
-    """[n] -> [n, (pieces)]: the matches of ``pattern`` and the (non-empty) text between."""
-    begins, ends = _split_offsets(_nul_free(text), pattern)
-    return _substrings(text, begins, ends)
 
 
 def _split_offsets(text: tf.Tensor, pattern: str) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
@@ -538,6 +510,3 @@ def _substrings(text: tf.Tensor, begins: tf.RaggedTensor, ends: tf.RaggedTensor)
     return begins.with_flat_values(flat)
 
 
-def _escape_regex(token: str) -> str:
-    """Escapes a literal for RE2 (re.escape also escapes spaces, which RE2 does not need)."""
-    return "".join("\\" + c if c in r".^$*+?()[]{}|\-" else c for c in token)

@@ -8,9 +8,11 @@ import keras
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from keras_llm.tokenizers.string_tokenizer import StringTokenizer
+
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class ByteTokenizer(keras.layers.Layer):
+class ByteTokenizer(StringTokenizer):
     """Maps text to its UTF-8 bytes (ids 0-255) and back.
 
     The vocabulary of character-level language models without the cost of a
@@ -27,24 +29,14 @@ class ByteTokenizer(keras.layers.Layer):
     end_token_id = None
 
     def __init__(self, **kwargs: Any):
-        kwargs.setdefault("dtype", "int32")
-        kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
-        # Inputs are strings: keep Keras from casting them to the layer's compute dtype.
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
         self._splitter = tf_text.ByteSplitter()
 
     def vocabulary_size(self) -> int:
         return 256
 
-    def call(self, inputs: Any) -> tf.Tensor | tf.RaggedTensor:
-        return self.tokenize(inputs)
-
-    def tokenize(self, inputs: Any) -> tf.Tensor | tf.RaggedTensor:
-        """Bytes of each string: a ragged `[batch, None]` int32 (1-D for a scalar)."""
-        inputs = tf.convert_to_tensor(inputs, dtype=tf.string)
-        return tf.cast(self._splitter.split(inputs), tf.int32)
+    def _tokenize_flat(self, text: tf.Tensor) -> tf.RaggedTensor:
+        return tf.cast(self._splitter.split(text), tf.int32)
 
     def detokenize(self, ids: Any) -> tf.Tensor:
         """Joins byte ids back into strings (ids outside 0-255 raise)."""

@@ -25,16 +25,13 @@ from typing import Any
 
 import keras
 import tensorflow as tf
-import tensorflow_text as tf_text
 from tensorflow_text.python.ops.sentencepiece_tokenizer import gen_sentencepiece_tokenizer
+
+from keras_llm.tokenizers.string_tokenizer import StringTokenizer, escape_regex, split_keep
 
 _PAD, _END, _UNK = "<pad>", "</s>", "<unk>"
 _SPACE = "\u2581"  # SentencePiece's meta symbol for a space ("▁").
-_INVALID_UTF8_MESSAGE = (
-    "SentencePieceTokenizer: input contains bytes that are not valid UTF-8 (Hugging Face "
-    "tokenizers only accept Python str, so there is no reference encoding for them). "
-    "Decode/clean the text first (e.g. bytes.decode('utf-8', errors='replace'))."
-)
+
 
 
 def sentinel_token(index: int) -> str:
@@ -101,7 +98,7 @@ class _SentencePieceModel(tf.saved_model.experimental.TrackableResource):
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class SentencePieceTokenizer(keras.layers.Layer):
+class SentencePieceTokenizer(StringTokenizer):
     """SentencePiece tokenizer whose ids match Hugging Face's (T5) ``T5Tokenizer``.
 
     Runs entirely in the TensorFlow graph (usable in ``tf.data`` and SavedModels). The model
@@ -130,6 +127,11 @@ class SentencePieceTokenizer(keras.layers.Layer):
     (32, [31, 30])
     """
 
+    utf8_note = (
+        " (Hugging Face tokenizers only accept Python str, so there is no reference encoding "
+        "for them)"
+    )
+
     def __init__(
         self,
         proto: str | os.PathLike | bytes,
@@ -138,12 +140,7 @@ class SentencePieceTokenizer(keras.layers.Layer):
         special_tokens_in_strings: bool = True,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("dtype", "int32")
-        kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
-        # Inputs are strings: keep Keras from casting them to the layer's compute dtype.
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
 
         if int(extra_ids) < 0:
             raise ValueError(f"SentencePieceTokenizer: `extra_ids` must be >= 0, got {extra_ids}.")
@@ -184,7 +181,7 @@ class SentencePieceTokenizer(keras.layers.Layer):
         special = [t for t in (_PAD, _END, _UNK) if t in self._token_to_id]
         special += [sentinel_token(i) for i in range(self.extra_ids)]
         self.special_tokens = sorted(special, key=len, reverse=True)
-        self._special_pattern = "|".join(_escape_regex(t) for t in self.special_tokens)
+        self._special_pattern = "|".join(escape_regex(t) for t in self.special_tokens)
         # Plain constants rather than tf.lookup tables (no extra resources to track).
         self._special_tokens_tensor = tf.constant(self.special_tokens or [""], tf.string)
         self._special_ids_tensor = tf.constant(
@@ -281,29 +278,13 @@ class SentencePieceTokenizer(keras.layers.Layer):
         return [self.vocabulary_size() - 1 - i for i in range(n)]
 
     # --- Tokenization --------------------------------------------------------------------------
-    def _check_utf8(self, text: tf.Tensor) -> tf.Tensor:
-        """Refuses invalid UTF-8: ``ValueError`` eagerly, ``InvalidArgumentError`` in graphs."""
-        # A lossless transcode is the identity exactly when the bytes are valid UTF-8.
-        fixed = tf.strings.unicode_transcode(
-            text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD
-        )
-        valid = tf.reduce_all(tf.equal(fixed, text))
-        if tf.executing_eagerly():
-            # Raised here so the message survives Keras' exception re-wrapping.
-            if not bool(valid):
-                raise ValueError(_INVALID_UTF8_MESSAGE)
-            return text
-        check = tf.debugging.assert_equal(valid, True, message=_INVALID_UTF8_MESSAGE)
-        with tf.control_dependencies([check]):
-            return tf.identity(text)
-
     def _tokenize_flat(self, text: tf.Tensor) -> tf.RaggedTensor:
         """[n] strings -> [n, (ids)] int32."""
         text = self._check_utf8(text)
         if self.special_tokens_in_strings and self.special_tokens:
             # Split special tokens out first (HF: added tokens, `normalized=False`), then encode
             # the text between them separately, as HF does.
-            pieces = _split_keep(text, self._special_pattern)
+            pieces = split_keep(text, self._special_pattern)
             flat = pieces.flat_values
             matches = tf.equal(tf.expand_dims(flat, 1), self._special_tokens_tensor)
             is_special = tf.reduce_any(matches, axis=1)
@@ -323,27 +304,6 @@ class SentencePieceTokenizer(keras.layers.Layer):
             end = tf.fill([tf.shape(text)[0], 1], tf.constant(self.end_token_id, tf.int32))
             ids = tf.concat([ids, tf.RaggedTensor.from_tensor(end)], axis=1)
         return ids
-
-    def tokenize(self, inputs: Any) -> tf.Tensor | tf.RaggedTensor:
-        """Strings [batch] -> ragged int32 ids [batch, (tokens)]; a scalar -> dense [tokens]."""
-        inputs = tf.convert_to_tensor(inputs, dtype=tf.string)
-        rank = inputs.shape.rank
-        if rank == 0:
-            return self._tokenize_flat(tf.reshape(inputs, [1]))[0]
-        if rank == 1:
-            return self._tokenize_flat(inputs)
-        if rank is None:
-            raise ValueError("SentencePieceTokenizer needs inputs of known rank (0 or 1).")
-        # Higher ranks: tokenize the flattened strings, then restore the outer dense dims.
-        result = self._tokenize_flat(tf.reshape(inputs, [-1]))
-        for axis in range(rank - 1, 0, -1):
-            result = tf.RaggedTensor.from_uniform_row_length(
-                result, tf.shape(inputs, out_type=tf.int64)[axis]
-            )
-        return result
-
-    def call(self, inputs: Any) -> tf.Tensor | tf.RaggedTensor:
-        return self.tokenize(inputs)
 
     def detokenize(self, ids: Any) -> tf.Tensor:
         """Ids [batch, (tokens)] (ragged or dense) -> strings [batch]; [tokens] -> a scalar.
@@ -476,23 +436,3 @@ def train_sentence_piece(
     except RuntimeError as e:
         raise ValueError(f"SentencePiece training on '{text_file}' failed: {e}") from None
     return model_prefix + ".model"
-
-
-def _split_keep(text: tf.Tensor, pattern: str) -> tf.RaggedTensor:
-    """[n] -> [n, (pieces)]: the matches of ``pattern`` and the (non-empty) text between."""
-    # tf-text's regex_split stops at a NUL byte: split a copy with \x01 instead (same length).
-    safe = tf.strings.regex_replace(text, r"\x00", "\x01")
-    _, begins, ends = tf_text.regex_split_with_offsets(
-        safe, delim_regex_pattern=pattern, keep_delim_regex_pattern=pattern
-    )
-    flat = tf.strings.substr(
-        tf.gather(text, begins.value_rowids()),
-        begins.flat_values,
-        ends.flat_values - begins.flat_values,
-    )
-    return begins.with_flat_values(flat)
-
-
-def _escape_regex(token: str) -> str:
-    """Escapes a literal for RE2 (re.escape also escapes spaces, which RE2 does not need)."""
-    return "".join("\\" + c if c in r".^$*+?()[]{}|\-" else c for c in token)

@@ -25,6 +25,8 @@ import keras
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from keras_llm.tokenizers.string_tokenizer import StringTokenizer, escape_regex
+
 # --- Character classes -------------------------------------------------------------------
 # These sets are NOT the current Unicode categories: they were extracted code point by code
 # point from the `tokenizers` BertNormalizer / BertPreTokenizer (which embed an older Unicode
@@ -133,10 +135,6 @@ _CJK_CHARS = (
 )
 
 _CLS, _SEP, _PAD, _MASK = "[CLS]", "[SEP]", "[PAD]", "[MASK]"
-_INVALID_UTF8_MESSAGE = (
-    "WordPieceTokenizer: input contains bytes that are not valid UTF-8. Decode/clean the text "
-    "first (e.g. bytes.decode('utf-8', errors='replace'))."
-)
 
 
 def load_vocabulary(path: str | os.PathLike) -> list[str]:
@@ -156,7 +154,7 @@ def _is_cased_directory(path: str) -> bool:
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class WordPieceTokenizer(keras.layers.Layer):
+class WordPieceTokenizer(StringTokenizer):
     """BERT WordPiece tokenizer whose ids match Hugging Face's ``BertTokenizer``.
 
     Runs entirely in the TensorFlow graph (usable in ``tf.data`` and SavedModels).
@@ -190,12 +188,7 @@ class WordPieceTokenizer(keras.layers.Layer):
         special_tokens_in_strings: bool = True,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("dtype", "int32")
-        kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
-        # Inputs are strings: keep Keras from casting them to the layer's compute dtype.
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
 
         if isinstance(vocabulary, (str, os.PathLike)):
             vocabulary = load_vocabulary(vocabulary)
@@ -250,7 +243,7 @@ class WordPieceTokenizer(keras.layers.Layer):
         else:
             self._id_remap = None
         self._vocab_tensor = tf.constant(vocabulary, dtype=tf.string)
-        self._special_pattern = "|".join(_escape_regex(t) for t in self.special_tokens)
+        self._special_pattern = "|".join(escape_regex(t) for t in self.special_tokens)
         # Plain constants rather than a tf.lookup table: with a non-TF Keras backend the layer
         # is not a TF trackable, and an untracked table resource would break SavedModel export.
         self._special_tokens_tensor = tf.constant(self.special_tokens or [""], tf.string)
@@ -371,26 +364,6 @@ class WordPieceTokenizer(keras.layers.Layer):
         flat = tf.where(too_long, tf.constant(self.unknown_token), words.flat_values)
         return words.with_flat_values(flat)
 
-    def _check_utf8(self, text: tf.Tensor) -> tf.Tensor:
-        """Refuses invalid UTF-8 instead of silently producing garbage ids.
-
-        Eagerly this raises ``ValueError``; in a graph (tf.function, tf.data, SavedModel) the
-        op fails with ``tf.errors.InvalidArgumentError``. Both messages name the problem.
-        """
-        # A lossless transcode is the identity exactly when the bytes are valid UTF-8.
-        fixed = tf.strings.unicode_transcode(
-            text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD
-        )
-        valid = tf.reduce_all(tf.equal(fixed, text))
-        if tf.executing_eagerly():
-            # Raised here so the message survives Keras' exception re-wrapping on any backend.
-            if not bool(valid):
-                raise ValueError(_INVALID_UTF8_MESSAGE)
-            return text
-        check = tf.debugging.assert_equal(valid, True, message=_INVALID_UTF8_MESSAGE)
-        with tf.control_dependencies([check]):
-            return tf.identity(text)
-
     def _tokenize_flat(self, text: tf.Tensor) -> tf.RaggedTensor:
         """[n] strings -> [n, (ids)] int32."""
         text = self._check_utf8(text)
@@ -427,27 +400,6 @@ class WordPieceTokenizer(keras.layers.Layer):
             ids = ids.with_flat_values(tf.gather(self._id_remap, ids.flat_values))
         return words.with_flat_values(ids).merge_dims(1, 2)
 
-    def tokenize(self, inputs: Any) -> tf.Tensor | tf.RaggedTensor:
-        """Strings [batch] -> ragged int32 ids [batch, (tokens)]; a scalar -> dense [tokens]."""
-        inputs = tf.convert_to_tensor(inputs, dtype=tf.string)
-        rank = inputs.shape.rank
-        if rank == 0:
-            return self._tokenize_flat(tf.reshape(inputs, [1]))[0]
-        if rank == 1:
-            return self._tokenize_flat(inputs)
-        if rank is None:
-            raise ValueError("WordPieceTokenizer needs inputs of known rank (0 or 1).")
-        # Higher ranks: tokenize the flattened strings, then restore the outer dense dims.
-        result = self._tokenize_flat(tf.reshape(inputs, [-1]))
-        for axis in range(rank - 1, 0, -1):
-            result = tf.RaggedTensor.from_uniform_row_length(
-                result, tf.shape(inputs, out_type=tf.int64)[axis]
-            )
-        return result
-
-    def call(self, inputs: Any) -> tf.Tensor | tf.RaggedTensor:
-        return self.tokenize(inputs)
-
     def detokenize(self, ids: Any) -> tf.Tensor:
         """Ids [batch, (tokens)] (ragged or dense) -> strings [batch]; "##" pieces are joined.
 
@@ -464,6 +416,3 @@ class WordPieceTokenizer(keras.layers.Layer):
         return tf.strings.regex_replace(text, " ##", "")
 
 
-def _escape_regex(token: str) -> str:
-    """Escapes a literal for RE2 (re.escape also escapes spaces, which RE2 does not need)."""
-    return "".join("\\" + c if c in r".^$*+?()[]{}|\-" else c for c in token)
