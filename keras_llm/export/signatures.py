@@ -183,6 +183,38 @@ def question_answerer_signatures(model, preprocessor) -> dict[str, Signature]:
     return _text_and_ids(["question", "context"], preprocessor, head)
 
 
+# --- Shared by the generation signatures ----------------------------------------------------
+
+
+def _export_sampler(strategy, temperature, top_k, top_p):
+    """`(sampler, takes a seed input)`; beam search is refused (it is not exported)."""
+    sampler = get_sampler(strategy, temperature, top_k, top_p)
+    if isinstance(sampler, BeamSampler):
+        raise ValueError("Beam search is not exported; use greedy or a sampling strategy.")
+    return sampler, strategy != "greedy"
+
+
+def _checked_new_tokens(new_tokens, cap: int):
+    """`new_tokens` once asserted to lie in `[1, cap]` (the export-time maximum)."""
+    check = tf.debugging.assert_less_equal(
+        new_tokens, cap, message=f"max_new_tokens is larger than the export-time maximum of {cap}")
+    positive = tf.debugging.assert_positive(new_tokens, message="max_new_tokens must be >= 1")
+    with tf.control_dependencies([check, positive]):
+        return tf.identity(new_tokens)
+
+
+def _dense_ids(ids, pad_id: int, what: str):
+    """Ragged (or dense) token ids -> `(right-padded [batch, width], lengths)`, refusing empty
+    rows."""
+    if isinstance(ids, tf.Tensor):  # A tokenizer with a fixed sequence_length.
+        ids = tf.RaggedTensor.from_tensor(ids)
+    lengths = tf.cast(ids.row_lengths(), tf.int32)
+    empty = tf.debugging.assert_positive(
+        lengths, message=f"Every {what} needs at least one token; got an empty {what}.")
+    with tf.control_dependencies([empty]):
+        return ids.to_tensor(pad_id), lengths
+
+
 # --- GPT generation --------------------------------------------------------------------------
 
 
@@ -216,10 +248,7 @@ def causal_lm_signatures(
             f"the model's {backbone.max_sequence_length} positions, with at least one prompt "
             "token."
         )
-    sampler = get_sampler(strategy, temperature, top_k, top_p)
-    if isinstance(sampler, BeamSampler):
-        raise ValueError("Beam search is not exported; use greedy or a sampling strategy.")
-    random = strategy != "greedy"
+    sampler, random = _export_sampler(strategy, temperature, top_k, top_p)
     end_id = getattr(tokenizer, "end_token_id", None) if tokenizer is not None else None
     stop_ids = (end_id,) if end_id is not None else ()
     pad_id = end_id if end_id is not None else 0
@@ -241,12 +270,7 @@ def causal_lm_signatures(
 
     def generate_ids(token_ids, prompt_lengths, new_tokens, seed):
         """Right-padded ids -> `[batch, longest prompt + new_tokens]` like `generate`."""
-        check = tf.debugging.assert_less_equal(
-            new_tokens, cap,
-            message=f"max_new_tokens is larger than the export-time maximum of {cap}")
-        positive = tf.debugging.assert_positive(new_tokens, message="max_new_tokens must be >= 1")
-        with tf.control_dependencies([check, positive]):
-            new_tokens = tf.identity(new_tokens)
+        new_tokens = _checked_new_tokens(new_tokens, cap)
         batch = tf.shape(token_ids)[0]
         buffer = tf.concat([token_ids, tf.fill([batch, total_length - tf.shape(token_ids)[1]],
                                                tf.constant(pad_id, tf.int32))], axis=1)
@@ -286,12 +310,8 @@ def causal_lm_signatures(
         ids = tokenizer(prompt)
         if isinstance(ids, tf.Tensor):  # A tokenizer with a fixed sequence_length.
             ids = tf.RaggedTensor.from_tensor(ids)
-        ids = ids[:, -max_prompt_length:]  # Keep the end of an over-long prompt.
-        lengths = tf.cast(ids.row_lengths(), tf.int32)
-        empty = tf.debugging.assert_positive(
-            lengths, message="Every prompt needs at least one token; got an empty prompt.")
-        with tf.control_dependencies([empty]):
-            dense = ids.to_tensor(pad_id)
+        # Keep the end of an over-long prompt.
+        dense, lengths = _dense_ids(ids[:, -max_prompt_length:], pad_id, "prompt")
         output = generate_ids(dense, lengths, max_new_tokens, seed_of(seed))
         return finish(output, lengths, max_new_tokens)
 
@@ -335,22 +355,14 @@ def seq2seq_lm_signatures(
             f"max_new_tokens must be in [1, {backbone.max_sequence_length - 1}]; got "
             f"{max_new_tokens}.")
     max_input_length = max_input_length or backbone.max_sequence_length
-    sampler = get_sampler(strategy, temperature, top_k, top_p)
-    if isinstance(sampler, BeamSampler):
-        raise ValueError("Beam search is not exported; use greedy or a sampling strategy.")
-    random = strategy != "greedy"
+    sampler, random = _export_sampler(strategy, temperature, top_k, top_p)
     stop_ids = (model.end_token_id,)
     pad_id, cap = model.pad_token_id, max_new_tokens
     decode = tf.function(model.make_decode_function(sampler, stop_ids),
                          jit_compile=jit_compile, autograph=False)
 
     def generate(encoder_ids, encoder_mask, new_tokens, seed) -> dict:
-        check = tf.debugging.assert_less_equal(
-            new_tokens, cap,
-            message=f"max_new_tokens is larger than the export-time maximum of {cap}")
-        positive = tf.debugging.assert_positive(new_tokens, message="max_new_tokens must be >= 1")
-        with tf.control_dependencies([check, positive]):
-            new_tokens = tf.identity(new_tokens)
+        new_tokens = _checked_new_tokens(new_tokens, cap)
         batch = tf.shape(encoder_ids)[0]
         decoder = tf.concat([tf.fill([batch, 1], tf.constant(model.decoder_start_token_id)),
                              tf.fill([batch, cap], tf.constant(pad_id))], axis=1)
@@ -379,12 +391,7 @@ def seq2seq_lm_signatures(
         ids = tokenizer(inputs)
         if isinstance(ids, tf.Tensor):
             ids = tf.RaggedTensor.from_tensor(ids)
-        ids = ids[:, :max_input_length]
-        lengths = tf.cast(ids.row_lengths(), tf.int32)
-        empty = tf.debugging.assert_positive(
-            lengths, message="Every input needs at least one token; got an empty input.")
-        with tf.control_dependencies([empty]):
-            dense = ids.to_tensor(pad_id)
+        dense, lengths = _dense_ids(ids[:, :max_input_length], pad_id, "input")
         mask = tf.range(tf.shape(dense)[1])[None, :] < lengths[:, None]
         return generate(dense, mask, max_new_tokens, seed_of(seed))
 

@@ -82,6 +82,19 @@ class GenerativeTask(Task):
         object.__setattr__(self, "_generate_functions", {})
         self.generate_trace_count = 0
 
+    def loss_targets(self, x, y, y_pred, sample_weight) -> tuple:
+        """`(labels, predictions, weights)` the loss and metrics compare; subclasses derive
+        labels or padding weights from `x` here."""
+        return y, y_pred, sample_weight
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        y, y_pred, sample_weight = self.loss_targets(x, y, y_pred, sample_weight)
+        return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        y, y_pred, sample_weight = self.loss_targets(x, y, y_pred, sample_weight)
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
     def compile(self, optimizer="adamw", loss="auto", metrics="auto", **kwargs):
         """Like `keras.Model.compile`; `"auto"` gives the token cross-entropy averaged over
         real (weight 1) tokens only, and a padding-aware `Perplexity`."""

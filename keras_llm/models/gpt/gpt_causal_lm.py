@@ -55,7 +55,7 @@ class GptCausalLM(GenerativeTask):
 
     # Training: labels are the inputs shifted by one, padding ignored.
 
-    def _language_model_targets(self, x, y, y_pred, sample_weight):
+    def loss_targets(self, x, y, y_pred, sample_weight):
         if y is not None:
             if sample_weight is None and isinstance(x, dict) and "padding_mask" in x:
                 sample_weight = x["padding_mask"]
@@ -64,14 +64,6 @@ class GptCausalLM(GenerativeTask):
         if padding_mask is None:
             padding_mask = ops.ones_like(token_ids)
         return token_ids[:, 1:], y_pred[:, :-1], ops.cast(padding_mask[:, 1:], "float32")
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        y, y_pred, sample_weight = self._language_model_targets(x, y, y_pred, sample_weight)
-        return super().compute_loss(x, y, y_pred, sample_weight, training=training)
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        y, y_pred, sample_weight = self._language_model_targets(x, y, y_pred, sample_weight)
-        return super().compute_metrics(x, y, y_pred, sample_weight)
 
     def generate(
         self,

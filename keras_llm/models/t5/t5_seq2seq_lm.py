@@ -79,18 +79,10 @@ class T5Seq2SeqLM(GenerativeTask):
     def call(self, inputs, training=None):
         return self.logits(self.backbone(inputs, training=training)["decoder_sequence_output"])
 
-    def _with_padding_weights(self, x, sample_weight):
+    def loss_targets(self, x, y, y_pred, sample_weight):
         if sample_weight is None and isinstance(x, dict) and "decoder_padding_mask" in x:
-            return ops.cast(x["decoder_padding_mask"], "float32")
-        return sample_weight
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        sample_weight = self._with_padding_weights(x, sample_weight)
-        return super().compute_loss(x, y, y_pred, sample_weight, training=training)
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        sample_weight = self._with_padding_weights(x, sample_weight)
-        return super().compute_metrics(x, y, y_pred, sample_weight)
+            sample_weight = ops.cast(x["decoder_padding_mask"], "float32")
+        return y, y_pred, sample_weight
 
     def generate(
         self,
