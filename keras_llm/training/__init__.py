@@ -1,6 +1,17 @@
 """Training machinery: schedules, AdamW, distribution, step-exact checkpoints and resume."""
 
-from keras_llm.training.distribution import distribution_scope, set_mixed_precision
+from keras_llm.training.distribution import (
+    distribution_scope,
+    is_chief,
+    make_strategy,
+    set_mixed_precision,
+)
+from keras_llm.training.finetuning import (
+    FinetuningConfig,
+    FinetuningRun,
+    define_flags,
+    set_trainable_layers,
+)
 from keras_llm.training.optimizers import create_adamw
 from keras_llm.training.resumable import (
     LearningRateLogger,
@@ -12,6 +23,12 @@ from keras_llm.training.resumable import (
 from keras_llm.training.schedules import WarmupDecay
 
 __all__ = [
+    "FinetuningConfig",
+    "FinetuningRun",
+    "define_flags",
+    "is_chief",
+    "make_strategy",
+    "set_trainable_layers",
     "LearningRateLogger",
     "StepCheckpoint",
     "WarmupDecay",

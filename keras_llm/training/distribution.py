@@ -31,8 +31,15 @@ def distribution_scope(name: str = "auto"):
     devices, `multi_worker` reads `TF_CONFIG` and uses
     `MultiWorkerMirroredStrategy`. JAX backend: `auto`/`mirrored` set
     `keras.distribution.DataParallel` over all devices. Returns
-    `(scope, num_replicas)`.
+    `(scope, num_replicas)`; a scope can be entered once (see `make_strategy`).
     """
+    strategy, replicas = make_strategy(name)
+    return (strategy.scope() if strategy is not None else contextlib.nullcontext()), replicas
+
+
+def make_strategy(name: str = "auto"):
+    """`(tf.distribute strategy, num_replicas)` for `name` on TensorFlow; `(None, n)` on
+    other backends, where JAX data parallelism is set globally instead."""
     if name not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}; got {name!r}.")
     backend = keras.backend.backend()
@@ -57,12 +64,26 @@ def distribution_scope(name: str = "auto"):
             strategy = (
                 tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
             )
-        return strategy.scope(), strategy.num_replicas_in_sync
+        return strategy, strategy.num_replicas_in_sync
     if backend == "jax" and name in ("auto", "mirrored"):
         devices = keras.distribution.list_devices()
         if len(devices) > 1:
             keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-        return contextlib.nullcontext(), len(devices)
+        return None, len(devices)
     if name == "multi_worker":
         raise ValueError("--strategy=multi_worker needs the TensorFlow backend.")
-    return contextlib.nullcontext(), 1
+    return None, 1
+
+def is_chief() -> bool:
+    """Whether this process writes the run's files: always, except on the non-chief workers
+    of a multi-worker cluster (`TF_CONFIG`: the `chief` task, else worker 0)."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return True
+    config = json.loads(raw)
+    task = config.get("task", {})
+    task_type, index = task.get("type", "worker"), int(task.get("index", 0))
+    if task_type == "chief":
+        return True
+    has_chief = "chief" in config.get("cluster", {})
+    return task_type == "worker" and index == 0 and not has_chief

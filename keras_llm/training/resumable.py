@@ -40,8 +40,10 @@ class StepCheckpoint(keras.callbacks.Callback):
     The step counted is `initial_step` plus the batches trained in this run.
     """
 
-    def __init__(self, directory: str, every: int, initial_step: int = 0, keep: int = 2):
+    def __init__(self, directory: str, every: int, initial_step: int = 0, keep: int = 2,
+                 save: bool = True):
         super().__init__()
+        self.enabled = save
         self.directory = directory
         self.every = every
         self.step = initial_step
@@ -58,6 +60,8 @@ class StepCheckpoint(keras.callbacks.Callback):
             self.save()
 
     def save(self) -> None:
+        if not self.enabled:  # A non-chief worker: the chief writes the shared checkpoint.
+            return
         os.makedirs(self.directory, exist_ok=True)
         name = f"ckpt-{self.step}.weights.h5"
         temporary = os.path.join(self.directory, f".{name}.tmp.weights.h5")
@@ -124,6 +128,7 @@ def fit_resumable(
     validation_data=None,
     callbacks=(),
     verbose="auto",
+    save: bool = True,
 ) -> tuple[keras.callbacks.History | None, int]:
     """Trains a compiled `model` for `total_steps` batches, resuming from `checkpoint_dir`.
 
@@ -133,6 +138,8 @@ def fit_resumable(
         total_steps: batches to train on in all, across restarts.
         steps_per_checkpoint: checkpoint (and validate, and call epoch-end
             callbacks) every this many steps.
+        save: write checkpoints (False on the non-chief workers of a multi-worker
+            run, which only restore).
 
     Returns:
         `(history or None if nothing was left to train, step resumed from)`.
@@ -155,7 +162,8 @@ def fit_resumable(
             f"steps_per_checkpoint={steps_per_checkpoint}; resume with the flags of the first run."
         )
     batches = train_batches.repeat().skip(start_step)
-    checkpoint = StepCheckpoint(checkpoint_dir, steps_per_checkpoint, initial_step=start_step)
+    checkpoint = StepCheckpoint(checkpoint_dir, steps_per_checkpoint, initial_step=start_step,
+                                save=save)
     history = model.fit(
         batches,
         epochs=epochs,
