@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -77,6 +78,8 @@ class FinetuningConfig:
     trainable_layers: int | None = None
     early_stopping_patience: int | None = None
     eval_every: int | None = None
+    dropout: float | None = None
+    cpu_devices: int | None = None
 
     def __post_init__(self):
         problems = []
@@ -112,6 +115,10 @@ class FinetuningConfig:
             problems.append(f"eval_every={self.eval_every} must be a positive multiple of "
                             f"steps_per_checkpoint={self.steps_per_checkpoint} (evaluation runs "
                             "where a checkpoint is written, so that resuming keeps its history)")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            problems.append(f"dropout must be in [0, 1), not {self.dropout}")
+        if self.cpu_devices is not None and self.cpu_devices < 1:
+            problems.append(f"cpu_devices must be at least 1, not {self.cpu_devices}")
         if problems:
             raise ValueError("Invalid fine-tuning settings: " + "; ".join(problems) + ".")
 
@@ -213,6 +220,13 @@ def define_flags(
     flags.DEFINE_integer("eval_every", None,
                          "Evaluate on dev every N steps (a multiple of steps_per_checkpoint); "
                          "by default only at the end.", flag_values=fv)
+    flags.DEFINE_float("dropout", None,
+                       "Dropout of the encoder and the head; by default the checkpoint's.",
+                       flag_values=fv)
+    flags.DEFINE_integer("cpu_devices", None,
+                         "Split the CPU into N logical devices, so that --strategy=mirrored "
+                         "runs N replicas without GPUs (for testing distribution).",
+                         flag_values=fv)
 
 
 class FinetuningRun:
@@ -234,9 +248,13 @@ class FinetuningRun:
     def __init__(self, config: FinetuningConfig, primary_metric: str | None = None):
         self.config = config
         self.primary_metric = primary_metric
+        if config.cpu_devices:
+            split_cpu(config.cpu_devices)
         keras.utils.set_random_seed(config.seed)
         set_mixed_precision(config.mixed_precision)
         self.strategy, self.num_replicas = make_strategy(config.strategy)
+        if config.strategy == "multi_worker":
+            reduce_scalar_logs_across_workers()
         self.chief = is_chief()
         # Non-chief workers of a multi-worker run write to a scratch folder, so only one process
         # writes each file that the run keeps.
@@ -295,6 +313,10 @@ class FinetuningRun:
         from keras_llm.models import Bert, list_presets
 
         path = self.config.init_checkpoint
+        dropout = self.config.dropout
+        backbone_overrides = {} if dropout is None else {"dropout": dropout}
+        if dropout is not None and "dropout" in inspect.signature(task_class).parameters:
+            task_kwargs.setdefault("dropout", dropout)
         if not path:
             raise ValueError("Pass --init_checkpoint: a Hugging Face or Google BERT folder, a "
                              f".keras file, or one of the presets {list_presets('Bert')}.")
@@ -307,20 +329,25 @@ class FinetuningRun:
                     raise TypeError(f"{path} holds a {type(model).__name__}, not a "
                                     f"{task_class.__name__}.")
             elif os.path.exists(path):
-                model = task_class.from_pretrained(path, **task_kwargs)
+                model = task_class.from_pretrained(path, backbone_kwargs=backbone_overrides,
+                                                   **task_kwargs)
             elif path in list_presets("Bert"):
                 if vocab_size is None:
                     preprocessor = getattr(self, "preprocessor", None) or self.load_preprocessor()
                     vocab_size = preprocessor.tokenizer.vocabulary_size()
                 backbone = Bert.from_preset(
                     path, vocab_size=vocab_size,
-                    max_sequence_length=max(512, self.config.max_seq_length))
+                    max_sequence_length=max(512, self.config.max_seq_length),
+                    **backbone_overrides)
                 model = task_class(backbone, **task_kwargs)
+                model.build({"token_ids": (None, None)})  # Variables now, under the scope.
             else:
                 raise FileNotFoundError(
                     f"--init_checkpoint {path!r} is neither an existing file or folder nor a "
                     f"preset ({', '.join(list_presets('Bert'))}).")
         set_trainable_layers(model, self.config.freeze_encoder, self.config.trainable_layers)
+        if self.strategy is not None:
+            build_from_first_replica(model)
         return model
 
     # --- Optimisation ----------------------------------------------------------------------
@@ -368,9 +395,10 @@ class FinetuningRun:
             callbacks: Sequence[keras.callbacks.Callback] = (), verbose="auto") -> dict:
         """Trains for the planned steps, resuming from the output folder's checkpoints.
 
-        `train_dataset` must be deterministic (seeded shuffle) and batched with
-        the global batch size. `evaluate(model)` runs every `eval_every` steps
-        and at the end; its history survives restarts (`eval_history.json`).
+        `train_dataset` must be deterministic and batched with the global batch
+        size: build it with `shuffle_epochs(examples, seed).batch(batch_size)`.
+        `evaluate(model)` runs every `eval_every` steps and at the end; its
+        history survives restarts (`eval_history.json`).
         With early stopping, training stops after `early_stopping_patience`
         evaluations without a better `primary_metric`, and the best weights are
         restored.
@@ -411,6 +439,7 @@ class FinetuningRun:
             "stopped_at_step": monitor.last_step or self.total_steps,
             "train_seconds_this_run": round(seconds, 1),
             "final_train_loss": float(losses[-1]) if losses else None,
+            "train_loss_history": [float(x) for x in losses],
             "eval_history": monitor.history,
             "best_step": monitor.best_step,
             "num_replicas": self.num_replicas,
@@ -436,6 +465,106 @@ class FinetuningRun:
                                          preprocessor=preprocessor, **kwargs)
         logging.info("exported %s", version_dir)
         return version_dir
+
+
+def build_from_first_replica(model: keras.Model) -> None:
+    """Makes Keras build a distributed model from one replica's sample batch.
+
+    Keras (3.15, TensorFlow backend) builds a model made under a strategy from
+    the replicas' *mean* sample batch: that fails for bool features under
+    `MirroredStrategy` and for any nested batch under
+    `MultiWorkerMirroredStrategy`. Only shapes matter for building, so the first
+    local replica's batch serves. Patched on the instance, at the edge.
+    """
+    if not hasattr(model, "_maybe_symbolic_build") or not hasattr(model, "_symbolic_build"):
+        return
+    import tensorflow as tf
+
+    def first_replica(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return model.distribute_strategy.experimental_local_results(value)[0]
+        return value
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        if model._distribute_strategy is None:
+            return
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(first_replica, next(batches))
+                break
+        with model.distribute_strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = maybe_symbolic_build
+
+
+def reduce_scalar_logs_across_workers() -> None:
+    """Lets Keras' `fit` run under `MultiWorkerMirroredStrategy`.
+
+    Keras (3.15, TensorFlow backend) averages each step's logs across workers
+    with `strategy.reduce("MEAN", value, axis=0)`, which fails for the scalar
+    loss and metrics. Scalars are averaged with `axis=None` instead; everything
+    else goes to Keras unchanged.
+    """
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "_keras_llm_patch", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(
+            strategy
+        ):
+            def reduce(value):
+                local = strategy.experimental_local_results(value)[0]
+                axis = None if local.shape.rank == 0 else 0
+                return strategy.reduce("MEAN", value, axis=axis)
+
+            return tree.map_structure(reduce, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._keras_llm_patch = True
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def shuffle_epochs(examples, seed: int, buffer_size: int | None = None):
+    """Repeats a finite dataset of examples forever, epoch `e` shuffled with seed `(seed, e)`.
+
+    Unlike `shuffle(reshuffle_each_iteration=True)`, whose order depends on how
+    many iterators were made before (Keras makes an extra one to build a
+    distributed model), the order here is a pure function of the position: a
+    run on one device, on several replicas, or resumed at step `n` sees the
+    same batches. Batch the result.
+    """
+    import tensorflow as tf
+
+    size = buffer_size or int(examples.cardinality())
+    if size < 1:
+        raise ValueError("shuffle_epochs needs a finite, non-empty dataset (or a buffer_size).")
+    base = tf.constant(seed, tf.int64) * 1_000_003
+
+    @tf.autograph.experimental.do_not_convert
+    def one_epoch(epoch):
+        return examples.shuffle(size, seed=base + epoch, reshuffle_each_iteration=False)
+
+    return tf.data.Dataset.counter().flat_map(one_epoch)
+
+
+def split_cpu(count: int) -> None:
+    """Splits the CPU into `count` logical devices; must run before TensorFlow uses a device."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError as error:
+        if len(tf.config.list_logical_devices("CPU")) != count:
+            raise RuntimeError(f"Could not split the CPU into {count} devices: TensorFlow "
+                               "already initialised its devices. Pass --cpu_devices before "
+                               "anything runs a TensorFlow op.") from error
 
 
 def set_trainable_layers(model: keras.Model, freeze_encoder: bool = False,
