@@ -32,6 +32,7 @@ from typing import Any
 import keras
 from absl import flags, logging
 
+from keras_llm.data.pipeline import shuffle_epochs  # noqa: F401 - part of the runner's API
 from keras_llm.training.distribution import (
     PRECISIONS,
     STRATEGIES,
@@ -527,29 +528,6 @@ def reduce_scalar_logs_across_workers() -> None:
 
     reduce_per_replica._keras_llm_patch = True
     tf_trainer.reduce_per_replica = reduce_per_replica
-
-
-def shuffle_epochs(examples, seed: int, buffer_size: int | None = None):
-    """Repeats a finite dataset of examples forever, epoch `e` shuffled with seed `(seed, e)`.
-
-    Unlike `shuffle(reshuffle_each_iteration=True)`, whose order depends on how
-    many iterators were made before (Keras makes an extra one to build a
-    distributed model), the order here is a pure function of the position: a
-    run on one device, on several replicas, or resumed at step `n` sees the
-    same batches. Batch the result.
-    """
-    import tensorflow as tf
-
-    size = buffer_size or int(examples.cardinality())
-    if size < 1:
-        raise ValueError("shuffle_epochs needs a finite, non-empty dataset (or a buffer_size).")
-    base = tf.constant(seed, tf.int64) * 1_000_003
-
-    @tf.autograph.experimental.do_not_convert
-    def one_epoch(epoch):
-        return examples.shuffle(size, seed=base + epoch, reshuffle_each_iteration=False)
-
-    return tf.data.Dataset.counter().flat_map(one_epoch)
 
 
 def split_cpu(count: int) -> None:
