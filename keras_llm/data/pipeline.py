@@ -20,12 +20,13 @@ def shuffle_epochs(examples, seed: int):
     >>> sorted(int(x) for x in order.take(4))  # every epoch is a permutation
     [0, 1, 2, 3]
     """
-    size = int(examples.cardinality())
-    if size < 1:
+    if int(examples.cardinality()) in (0, tf.data.INFINITE_CARDINALITY):
         raise ValueError("shuffle_epochs needs a finite, non-empty dataset of examples.")
     # All examples as one (possibly ragged) batch, gathered in a stateless permutation per
     # epoch: `Dataset.shuffle` with a per-epoch tensor seed fails under a global seed of 0.
-    table = examples.ragged_batch(size).get_single_element()
+    table = examples.ragged_batch(2**31 - 1).get_single_element()
+    first = tf.nest.flatten(table)[0]
+    size = int(first.nrows() if isinstance(first, tf.RaggedTensor) else tf.shape(first)[0])
 
     def epoch_order(epoch):
         seed_pair = tf.stack([tf.constant(seed, tf.int64), epoch])
