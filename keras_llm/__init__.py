@@ -3,6 +3,7 @@
 import importlib
 
 from keras_llm import layers, models
+from keras_llm.training import schedules as _schedules  # noqa: F401 - load_model finds WarmupDecay
 from keras_llm.version import __version__
 
 # TensorFlow-only edges load on first use, so `import keras_llm` stays light on JAX.

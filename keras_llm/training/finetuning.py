@@ -32,7 +32,6 @@ from typing import Any
 import keras
 from absl import flags, logging
 
-from keras_llm.data.pipeline import shuffle_epochs  # noqa: F401 - part of the runner's API
 from keras_llm.training.distribution import (
     PRECISIONS,
     STRATEGIES,
@@ -397,7 +396,7 @@ class FinetuningRun:
         """Trains for the planned steps, resuming from the output folder's checkpoints.
 
         `train_dataset` must be deterministic and batched with the global batch
-        size: build it with `shuffle_epochs(examples, seed).batch(batch_size)`.
+        size: build it with `keras_llm.data.pipeline.shuffle_epochs(examples, seed)`.
         `evaluate(model)` runs every `eval_every` steps and at the end; its
         history survives restarts (`eval_history.json`).
         With early stopping, training stops after `early_stopping_patience`
