@@ -3,6 +3,7 @@
 from keras_llm.models.bert import (
     Bert,
     BertClassifier,
+    BertContrastive,
     BertPretrainer,
     BertQuestionAnswerer,
     BertTokenClassifier,
@@ -15,6 +16,7 @@ from keras_llm.models.task import Task
 __all__ = [
     "Bert",
     "BertClassifier",
+    "BertContrastive",
     "BertPretrainer",
     "BertQuestionAnswerer",
     "BertTokenClassifier",
