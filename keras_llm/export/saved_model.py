@@ -22,6 +22,7 @@ from keras_llm.export import signatures as sig
 from keras_llm.models import (
     Bert,
     BertClassifier,
+    BertContrastive,
     BertQuestionAnswerer,
     BertTokenClassifier,
     GptCausalLM,
@@ -233,8 +234,8 @@ def _version_dir(export_dir: str, version: int | None) -> str:
 
 
 def _check_model_and_preprocessor(model, preprocessor):
-    supported = (BertClassifier, BertQuestionAnswerer, BertTokenClassifier, Bert, GptCausalLM,
-                 T5Seq2SeqLM)
+    supported = (BertClassifier, BertQuestionAnswerer, BertTokenClassifier, BertContrastive, Bert,
+                 GptCausalLM, T5Seq2SeqLM)
     if not isinstance(model, supported):
         raise ExportError(
             f"Cannot export a {type(model).__name__}; supported: "

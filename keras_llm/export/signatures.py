@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from keras_llm.generation import get_sampler, sample_loop
 from keras_llm.generation.samplers import BeamSampler
+from keras_llm.models import BertContrastive
 
 Signature = tuple[Callable[..., dict], list[tf.TensorSpec]]
 
@@ -100,9 +101,13 @@ def classifier_signatures(model, preprocessor, pair: bool = False) -> dict[str, 
 
 
 def embedding_signatures(model, preprocessor) -> dict[str, Signature]:
-    """`Bert` backbone: L2-normalised mean of `sequence_output` over real tokens (MiniLM)."""
+    """L2-normalised sentence embeddings: a `BertContrastive`'s own (its pooling and
+    projection), or for a `Bert` backbone the mean of `sequence_output` over real tokens
+    (as sentence-transformers pools MiniLM)."""
 
     def head(inputs):
+        if isinstance(model, BertContrastive):  # It pools, projects and normalises itself.
+            return {"embedding": _float32(model(inputs, training=False))}
         sequence = _float32(model(inputs, training=False)["sequence_output"])
         mask = tf.cast(inputs["padding_mask"], tf.float32)[:, :, None]
         # Clamped like sentence-transformers, so an all-padding row gives zeros, not NaN.
