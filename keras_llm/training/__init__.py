@@ -1,5 +1,12 @@
 """Training machinery: schedules, AdamW, distribution, step-exact checkpoints and resume."""
 
+from keras_llm.training.distillation import (
+    Distiller,
+    distillation_loss,
+    student_from_preset,
+    student_from_teacher,
+    uniform_layer_map,
+)
 from keras_llm.training.distribution import (
     distribution_scope,
     is_chief,
@@ -23,6 +30,11 @@ from keras_llm.training.resumable import (
 from keras_llm.training.schedules import WarmupDecay
 
 __all__ = [
+    "Distiller",
+    "distillation_loss",
+    "student_from_preset",
+    "student_from_teacher",
+    "uniform_layer_map",
     "FinetuningConfig",
     "FinetuningRun",
     "define_flags",
