@@ -9,6 +9,7 @@ seed), and carries on, so the run ends where an uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -114,9 +115,16 @@ def restore_latest(model: keras.Model, directory: str, sample_batch) -> int:
             f"file or delete {directory} to start over."
         )
     model(sample_batch)
-    model.optimizer.build(model.trainable_variables)
-    model.load_weights(path)
+    with variable_scope(model):
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(path)
     return int(state["step"])
+
+
+def variable_scope(model: keras.Model):
+    """The tf.distribute scope the model was built in (optimizer slots must be made there)."""
+    strategy = getattr(model, "_distribute_strategy", None)
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
 def fit_resumable(
