@@ -12,6 +12,9 @@ The pipeline mirrors the ``tokenizers`` (Rust) ``BertNormalizer`` + ``BertPreTok
 4. split on whitespace, isolate punctuation and CJK ideographs;
 5. greedy longest-match-first WordPiece; words longer than ``max_input_chars_per_word``
    *characters* become the unknown token.
+
+``tokenize_with_offsets`` also returns where each token came from in the original string
+(byte or character offsets, as HF's fast tokenizer's ``offset_mapping``).
 """
 
 from __future__ import annotations
@@ -135,6 +138,8 @@ _CJK_CHARS = (
 )
 
 _CLS, _SEP, _PAD, _MASK = "[CLS]", "[SEP]", "[PAD]", "[MASK]"
+
+_Tokens = tf.Tensor | tf.RaggedTensor
 
 
 def load_vocabulary(path: str | os.PathLike) -> list[str]:
@@ -347,15 +352,18 @@ class WordPieceTokenizer(StringTokenizer):
             text = tf.strings.lower(text, encoding="utf-8")
         return text
 
-    def _split_words(self, text: tf.Tensor) -> tf.RaggedTensor:
-        """[n] normalized strings -> [n, (words)], isolating punctuation (and CJK)."""
+    def _word_split_patterns(self) -> tuple[str, str]:
+        """(delimiter, kept delimiter) regexes that split normalized text into words."""
         keep = _PUNCTUATION_CHARS
         if self.tokenize_chinese_chars:
             keep = f"{_PUNCTUATION_CHARS}|{_CJK_CHARS}"
+        return f"{_WHITESPACE_CHARS}+|{keep}", keep
+
+    def _split_words(self, text: tf.Tensor) -> tf.RaggedTensor:
+        """[n] normalized strings -> [n, (words)], isolating punctuation (and CJK)."""
+        delimiter, keep = self._word_split_patterns()
         words = tf_text.regex_split(
-            text,
-            delim_regex_pattern=f"{_WHITESPACE_CHARS}+|{keep}",
-            keep_delim_regex_pattern=keep,
+            text, delim_regex_pattern=delimiter, keep_delim_regex_pattern=keep
         )
         # HF's WordPiece limit counts characters (not bytes) of the normalized word.
         too_long = (
@@ -400,6 +408,169 @@ class WordPieceTokenizer(StringTokenizer):
             ids = ids.with_flat_values(tf.gather(self._id_remap, ids.flat_values))
         return words.with_flat_values(ids).merge_dims(1, 2)
 
+    # --- Tokenization with offsets --------------------------------------------------------------
+    def tokenize_with_offsets(
+        self, inputs: Any, unit: str = "BYTE"
+    ) -> tuple[_Tokens, _Tokens, _Tokens]:
+        """Token ids and, for each token, the span of the ORIGINAL string that produced it.
+
+        Returns ``(token_ids, start_offsets, end_offsets)``: ragged ``[batch, (tokens)]``
+        tensors for a batch of strings (dense ``[tokens]`` for a scalar), ids int32 and
+        offsets int64. The ids are exactly those of ``tokenize(inputs)``, and
+        ``text[start:end]`` is the original text of each token, before lowercasing, accent
+        stripping or control-character removal, as Hugging Face's fast ``BertTokenizer``
+        returns with ``return_offsets_mapping=True``:
+
+        - ``unit="BYTE"`` (the default, like tensorflow-text): offsets index the UTF-8 bytes;
+        - ``unit="UTF8_CHAR"``: offsets index Unicode code points, which are Python ``str``
+          indices (what HF returns, and what SQuAD's ``answer_start`` counts).
+
+        A character that normalisation expands (``"İ"``) or drops in the middle of a token
+        (a zero-width space) lies inside its token's span; characters dropped at a token's
+        edge (control characters, combining accents written as separate code points) belong
+        to no token, as in HF. A special token written in the text (``"[SEP]"``) spans its
+        literal; a word longer than ``max_input_chars_per_word`` is one unknown token spanning
+        the word.
+
+        Normalisation is applied character by character here. That equals normalising the
+        whole string, except where NFD would reorder two adjacent combining marks, out of
+        canonical order, that accent stripping keeps (about 180 recent or spacing marks,
+        none in the tested corpora).
+
+        Example:
+        >>> tokenizer = WordPieceTokenizer(["[UNK]", "cafe", "qu", "##ick", "!"])
+        >>> ids, starts, ends = tokenizer.tokenize_with_offsets("Café QUICK!", unit="UTF8_CHAR")
+        >>> ids.numpy().tolist(), starts.numpy().tolist(), ends.numpy().tolist()
+        ([1, 2, 3, 4], [0, 5, 7, 10], [4, 7, 10, 11])
+        >>> tokenizer.tokenize_with_offsets("Café")[2].numpy().tolist()  # "é" is 2 bytes
+        [5]
+        """
+        if unit not in ("BYTE", "UTF8_CHAR"):
+            raise ValueError(f"`unit` must be 'BYTE' or 'UTF8_CHAR', got {unit!r}.")
+        inputs = tf.convert_to_tensor(inputs, dtype=tf.string)
+        rank = inputs.shape.rank
+        if rank is None:
+            raise ValueError(f"{type(self).__name__} needs inputs of known rank.")
+        results = self._tokenize_with_offsets_flat(tf.reshape(inputs, [-1]), unit)
+        if rank == 0:
+            return tuple(r[0] for r in results)
+        outputs = []
+        for result in results:
+            for axis in range(rank - 1, 0, -1):
+                result = tf.RaggedTensor.from_uniform_row_length(
+                    result, tf.shape(inputs, out_type=tf.int64)[axis]
+                )
+            outputs.append(result)
+        return tuple(outputs)
+
+    def _tokenize_with_offsets_flat(
+        self, text: tf.Tensor, unit: str
+    ) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor]:
+        """[n] strings -> ([n, (ids)], [n, (starts)], [n, (ends)])."""
+        text = self._check_utf8(text)
+        # tf-text's regex ops stop at a NUL byte; \x01 has the same length and, like NUL, is
+        # removed by normalisation, so offsets and ids are unchanged.
+        safe = tf.strings.regex_replace(text, r"\x00", "\x01")
+        if self.special_tokens_in_strings and self.special_tokens:
+            _, begins, ends = tf_text.regex_split_with_offsets(
+                safe,
+                delim_regex_pattern=self._special_pattern,
+                keep_delim_regex_pattern=self._special_pattern,
+            )
+            piece_begins = begins.flat_values
+            piece_lengths = ends.flat_values - piece_begins
+            pieces = tf.strings.substr(
+                tf.gather(safe, begins.value_rowids()), piece_begins, piece_lengths
+            )
+            is_special = tf.strings.regex_full_match(pieces, self._special_pattern)
+            matches = tf.equal(tf.expand_dims(pieces, 1), self._special_tokens_tensor)
+            special_ids = tf.gather(
+                self._special_ids_tensor, tf.argmax(tf.cast(matches, tf.int32), axis=1)
+            )
+            special_count = tf.cast(is_special, tf.int64)
+            special = (
+                tf.RaggedTensor.from_row_lengths(tf.boolean_mask(v, is_special), special_count)
+                for v in (special_ids, tf.zeros_like(piece_lengths), piece_lengths)
+            )
+            normal = self._normalized_words_with_offsets(tf.where(is_special, "", pieces))
+            # Exactly one of the two rows is non-empty for each piece.
+            ids, starts, ends = (
+                tf.concat([a, b], axis=1) for a, b in zip(special, normal, strict=True)
+            )
+            shift = tf.expand_dims(piece_begins, 1)
+            starts, ends = starts + shift, ends + shift
+            ids, starts, ends = (begins.with_flat_values(v).merge_dims(1, 2)
+                                 for v in (ids, starts, ends))
+        else:
+            ids, starts, ends = self._normalized_words_with_offsets(safe)
+        if unit == "UTF8_CHAR":
+            starts, ends = _bytes_to_characters(text, starts), _bytes_to_characters(text, ends)
+        return ids, starts, ends
+
+    def _normalized_words_with_offsets(
+        self, text: tf.Tensor
+    ) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor]:
+        """[n] strings without special tokens -> ids, start and end byte offsets [n, (tokens)].
+
+        Each character is normalised on its own, so every normalised byte knows the original
+        character that produced it; words and word pieces are then found in the normalised
+        text and their first and last bytes are mapped back.
+        """
+        codepoints, char_begins = tf.strings.unicode_decode_with_offsets(text, "UTF-8")
+        # Texts repeat few distinct characters: normalise each distinct one once.
+        distinct, index = tf.unique(codepoints.flat_values, out_idx=tf.int64)
+        distinct_chars = tf.strings.unicode_encode(tf.expand_dims(distinct, 1), "UTF-8")
+        distinct_normalized = self._normalize(distinct_chars)
+        char_begins = char_begins.flat_values
+        char_ends = char_begins + tf.gather(
+            tf.cast(tf.strings.length(distinct_chars), tf.int64), index
+        )
+        normalized = tf.gather(distinct_normalized, index)
+        normalized_lengths = tf.gather(
+            tf.cast(tf.strings.length(distinct_normalized), tf.int64), index
+        )
+        # owner[b] = the (flat) index of the original character behind normalised byte b.
+        owner = tf.repeat(tf.range(tf.size(normalized, out_type=tf.int64)), normalized_lengths)
+        normalized_text = tf.strings.reduce_join(
+            codepoints.with_flat_values(normalized), axis=1
+        )
+        row_base = tf.cumsum(
+            tf.cast(tf.strings.length(normalized_text), tf.int64), exclusive=True
+        )
+
+        delimiter, keep = self._word_split_patterns()
+        words, word_begins, word_ends = tf_text.regex_split_with_offsets(
+            normalized_text, delim_regex_pattern=delimiter, keep_delim_regex_pattern=keep
+        )
+        too_long = (
+            tf.strings.length(words.flat_values, unit="UTF8_CHAR") > self.max_input_chars_per_word
+        )
+        word_strings = tf.where(too_long, tf.constant(self.unknown_token), words.flat_values)
+        pieces, piece_begins, piece_ends = self._fast_word_piece.tokenize_with_offsets(
+            word_strings
+        )
+        ids = pieces.flat_values
+        if self._id_remap is not None:
+            ids = tf.gather(self._id_remap, ids)
+        word = pieces.value_rowids()  # the word of each piece
+        word_begin = tf.gather(word_begins.flat_values, word)
+        word_length = tf.gather(word_ends.flat_values - word_begins.flat_values, word)
+        piece_long = tf.gather(too_long, word)
+        # A too-long word became one unknown token: it spans the whole word.
+        begin = word_begin + tf.where(
+            piece_long, tf.zeros_like(word_length), tf.cast(piece_begins.flat_values, tf.int64)
+        )
+        end = word_begin + tf.where(
+            piece_long, word_length, tf.cast(piece_ends.flat_values, tf.int64)
+        )
+        base = tf.gather(row_base, tf.gather(words.value_rowids(), word))
+        starts = tf.gather(char_begins, tf.gather(owner, base + begin))
+        ends = tf.gather(char_ends, tf.gather(owner, base + end - 1))
+        return tuple(
+            words.with_flat_values(pieces.with_flat_values(v)).merge_dims(1, 2)
+            for v in (ids, starts, ends)
+        )
+
     def detokenize(self, ids: Any) -> tf.Tensor:
         """Ids [batch, (tokens)] (ragged or dense) -> strings [batch]; "##" pieces are joined.
 
@@ -416,3 +587,14 @@ class WordPieceTokenizer(StringTokenizer):
         return tf.strings.regex_replace(text, " ##", "")
 
 
+def _bytes_to_characters(text: tf.Tensor, offsets: tf.RaggedTensor) -> tf.RaggedTensor:
+    """Byte offsets [n, (k)] into the UTF-8 strings ``text`` [n] -> code point offsets."""
+    char_begins = tf.strings.unicode_decode_with_offsets(text, "UTF-8")[1]
+    # Offsets into all the strings laid end to end, where the character starts are sorted.
+    byte_base = tf.cumsum(tf.cast(tf.strings.length(text), tf.int64), exclusive=True)
+    all_begins = char_begins.flat_values + tf.gather(byte_base, char_begins.value_rowids())
+    rows = offsets.value_rowids()
+    absolute = offsets.flat_values + tf.gather(byte_base, rows)
+    # The characters that start before an offset (on a character boundary) are its index.
+    index = tf.searchsorted(all_begins, absolute, side="left", out_type=tf.int64)
+    return offsets.with_flat_values(index - tf.gather(char_begins.row_starts(), rows))
