@@ -2,7 +2,7 @@
 text for language modelling, text pairs. Each task's module holds its reader, its `tf.data`
 builder and its error messages (`keras_llm.data.glue.make_dataset`, ...)."""
 
-from keras_llm.data import conll, glue, pipeline, pretraining
+from keras_llm.data import conll, glue, pipeline, pretraining, squad
 from keras_llm.data.conll import iob1_to_iob2, read_conll
 from keras_llm.data.glue import get_task, read_glue_split
 from keras_llm.data.language_modeling import (
@@ -33,6 +33,7 @@ __all__ = [
     "read_documents",
     "read_glue_split",
     "shuffle_epochs",
+    "squad",
     "SAMPLE_DIR",
     "SST2_LABELS",
     "load_sample_sentiment",
