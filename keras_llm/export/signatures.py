@@ -48,23 +48,34 @@ def _bert_inputs(token_ids, segment_ids, padding_mask) -> dict:
     return {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}
 
 
-def _text_and_ids(preprocess_args: list[str], preprocessor, head: Callable) -> dict[str, Signature]:
-    """The `text` (strings) and `token_ids` signatures sharing one head function."""
+def _text_and_ids(preprocess_args: list[str], preprocessor, head: Callable,
+                  text_outputs: Callable | None = None) -> dict[str, Signature]:
+    """The `text` (strings) and `token_ids` signatures sharing one head function.
+
+    `text_outputs(texts, inputs, outputs)` adds what only the raw strings can give (offsets
+    into them, answer substrings) to the text signature's outputs.
+    """
 
     def from_ids(token_ids, segment_ids, padding_mask):
         return head(_bert_inputs(token_ids, segment_ids, padding_mask))
+
+    def with_text_outputs(texts, inputs):
+        outputs = head(inputs)
+        if text_outputs is not None:
+            outputs.update(text_outputs(texts, inputs, outputs))
+        return outputs
 
     signatures: dict[str, Signature] = {"token_ids": (from_ids, _id_specs())}
     if preprocessor is not None:
         if len(preprocess_args) == 1:
 
             def from_text(text):
-                return head(preprocessor(text))
+                return with_text_outputs((text,), preprocessor(text))
 
         else:
 
             def from_text(*texts):
-                return head(preprocessor(tuple(texts)))
+                return with_text_outputs(texts, preprocessor(tuple(texts)))
 
         specs = [_string_spec(name) for name in preprocess_args]
         signatures["text"] = (_named(from_text, preprocess_args), specs)
@@ -135,7 +146,22 @@ def token_classifier_signatures(model, preprocessor) -> dict[str, Signature]:
             outputs["tokens"] = tf.where(real, tokens, tf.constant(""))
         return outputs
 
-    return _text_and_ids(["text"], preprocessor, head)
+    def offsets(texts, inputs, outputs):
+        """Each word piece's [start, end) byte span in `text` (-1 at [CLS], [SEP], padding)."""
+        _, starts, ends = preprocessor.tokenizer.tokenize_with_offsets(texts[0])
+        length = inputs["token_ids"].shape[1] or tf.shape(inputs["token_ids"])[1]
+        return {name: _packed_positions(values, length)
+                for name, values in (("start_offsets", starts), ("end_offsets", ends))}
+
+    return _text_and_ids(["text"], preprocessor, head, offsets)
+
+
+def _packed_positions(values: tf.RaggedTensor, length) -> tf.Tensor:
+    """Per-token values of one segment laid out as `[CLS] tokens [SEP] pad`: -1 off tokens."""
+    values = tf.cast(values, tf.int32)[:, : length - 2]
+    batch = values.nrows()
+    dense = values.to_tensor(-1, shape=tf.stack([batch, tf.cast(length - 1, tf.int64)]))
+    return tf.concat([tf.fill(tf.stack([tf.cast(batch, tf.int32), 1]), -1), dense], axis=1)
 
 
 def best_span(start_logits, end_logits, context_mask, max_answer_tokens=MAX_ANSWER_TOKENS):
@@ -185,7 +211,27 @@ def question_answerer_signatures(model, preprocessor) -> dict[str, Signature]:
         })
         return result
 
-    return _text_and_ids(["question", "context"], preprocessor, head)
+    def original_answer(texts, inputs, outputs):
+        """The answer as the context's own substring (case and accents kept), from offsets."""
+        context_text = texts[1]
+        _, starts, ends = tokenizer.tokenize_with_offsets(context_text)
+        # Truncation keeps the context's first tokens, so its i-th packed token is its i-th.
+        first = tf.argmax(tf.cast(tf.equal(inputs["segment_ids"], 1), tf.int32), axis=1,
+                          output_type=tf.int32)
+        found = outputs["answer_start"] >= 0
+        rows = tf.range(tf.shape(first)[0])
+        start_index = tf.maximum(outputs["answer_start"] - first, 0)
+        end_index = tf.maximum(outputs["answer_end"] - first, 0)
+        starts, ends = starts.to_tensor(0), ends.to_tensor(0)
+        begin = tf.gather_nd(starts, tf.stack([rows, start_index], axis=1))
+        finish = tf.gather_nd(ends, tf.stack([rows, end_index], axis=1))
+        text = tf.strings.substr(context_text, tf.cast(begin, tf.int32),
+                                 tf.cast(finish - begin, tf.int32))
+        return {"answer_text": tf.where(found, text, tf.constant("")),
+                "answer_start_offset": tf.where(found, tf.cast(begin, tf.int32), -1),
+                "answer_end_offset": tf.where(found, tf.cast(finish, tf.int32), -1)}
+
+    return _text_and_ids(["question", "context"], preprocessor, head, original_answer)
 
 
 # --- Shared by the generation signatures ----------------------------------------------------

@@ -41,14 +41,37 @@ def tagger(model, preprocessor, texts) -> dict:
     mask = np.asarray(inputs["padding_mask"], bool)
     tokens = [[vocabulary[t].encode() if m else b"" for t, m in zip(row, row_mask, strict=True)]
               for row, row_mask in zip(np.asarray(inputs["token_ids"]), mask, strict=True)]
+    starts = np.full(label_ids.shape, -1, np.int32)
+    ends = np.full(label_ids.shape, -1, np.int32)
+    for row, text in enumerate(texts):
+        pieces = [vocabulary[t] for t, m in zip(np.asarray(inputs["token_ids"])[row], mask[row],
+                                                strict=True) if m][1:-1]
+        for k, (start, end) in enumerate(scan_offsets(text, pieces)):
+            starts[row, k + 1], ends[row, k + 1] = start, end
     return {"logits": logits, "label_ids": label_ids,
             "label_names": np.array([[model.label_names[i].encode() for i in row]
                                      for row in label_ids], dtype=object),
-            "tokens": np.array(tokens, dtype=object)}
+            "tokens": np.array(tokens, dtype=object),
+            "start_offsets": starts, "end_offsets": ends}
 
 
-def question_answerer(model, preprocessor, questions, contexts) -> dict:
-    """Brute force over all spans, independent of the exported `best_span`."""
+def scan_offsets(text: str, pieces: list[str]) -> list[tuple[int, int]]:
+    """Character spans of word pieces in ASCII text, found left to right (independent of
+    the tokenizer's offset tracking; enough for the plain-ASCII test sentences)."""
+    spans, cursor, lowered = [], 0, text.lower()
+    for piece in pieces:
+        piece = piece.removeprefix("##")
+        start = lowered.find(piece, cursor)
+        if start < 0:
+            break
+        spans.append((start, start + len(piece)))
+        cursor = start + len(piece)
+    return spans
+
+
+def question_answerer(model, preprocessor, questions, contexts, raw_text=True) -> dict:
+    """Brute force over all spans, independent of the exported `best_span`. With `raw_text`
+    (the strings signature) the answer is the context's substring, else the joined pieces."""
     inputs = preprocessor((questions, contexts))
     outputs = model(inputs, training=False)
     start = np.asarray(outputs["start_logits"])
@@ -68,8 +91,15 @@ def question_answerer(model, preprocessor, questions, contexts) -> dict:
                 if i <= j < i + MAX_ANSWER_TOKENS and start[row, i] + end[row, j] > best[0]:
                     best = (start[row, i] + end[row, j], i, j)
         score, i, j = best
-        words = " ".join(vocabulary[t] for t in ids[row, i:j + 1]) if i >= 0 else ""
-        texts.append(words.replace(" ##", "").encode())
+        if i < 0:
+            texts.append(b"")
+        elif raw_text:  # The context's own characters, found by scanning for each piece.
+            spans = scan_offsets(contexts[row], [vocabulary[t] for t in ids[row, context[0]:]])
+            first = context[0]
+            texts.append(contexts[row][spans[i - first][0]:spans[j - first][1]].encode())
+        else:
+            words = " ".join(vocabulary[t] for t in ids[row, i:j + 1])
+            texts.append(words.replace(" ##", "").encode())
         scores.append(score)
         starts.append(i)
         ends.append(j)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import unicodedata
 
 import numpy as np
 import pytest
@@ -80,3 +81,28 @@ def test_concurrent_calls_match_sequential(classifier_export):
             lambda b: signature(text=_strings(b))["logits"].numpy(), batches))
     for a, b in zip(sequential, concurrent_results, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_offsets_point_into_the_original_text(tagger_export, qa_export):
+    text = "A Gripping FILM, naïve and Café-crème!"
+    outputs = tagger_export.signature()(text=_strings([text]))
+    raw = text.encode()
+    checked = 0
+    for token, start, end in zip(outputs["tokens"].numpy()[0], outputs["start_offsets"].numpy()[0],
+                                 outputs["end_offsets"].numpy()[0], strict=True):
+        if token in (b"[CLS]", b"[SEP]", b""):
+            assert start == end == -1
+            continue
+        original = unicodedata.normalize("NFD", raw[start:end].decode()).lower()
+        original = "".join(c for c in original if unicodedata.category(c) != "Mn")
+        if token != b"[UNK]":
+            assert original == token.decode().removeprefix("##"), (token, original)
+            checked += 1
+    assert checked >= 3
+
+    context = "The Acting is GREAT, but the Story is boring."
+    answer = qa_export.signature()(question=_strings(["What is great?"]),
+                                   context=_strings([context]))
+    text = answer["answer_text"].numpy()[0].decode()
+    begin, finish = answer["answer_start_offset"].numpy()[0], answer["answer_end_offset"].numpy()[0]
+    assert text and text == context.encode()[begin:finish].decode() and text in context
