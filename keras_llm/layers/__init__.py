@@ -1,7 +1,7 @@
 """Backend-agnostic Transformer building blocks (`keras.ops` only)."""
 
 from keras_llm.layers.attention import MultiHeadAttention, merge_attention_masks
-from keras_llm.layers.embeddings import Embeddings, check_token_ids
+from keras_llm.layers.embeddings import Embeddings, check_token_ids, project_onto_embeddings
 from keras_llm.layers.feed_forward import FeedForward, get_activation
 from keras_llm.layers.masked_lm_head import MaskedLMHead
 from keras_llm.layers.relative_position_bias import (
@@ -26,5 +26,6 @@ __all__ = [
     "check_token_ids",
     "get_activation",
     "merge_attention_masks",
+    "project_onto_embeddings",
     "relative_position_buckets",
 ]

@@ -37,6 +37,46 @@ def check_token_ids(token_ids, vocab_size: int, name: str = "token_ids") -> None
         )
 
 
+def project_onto_embeddings(inputs, embedding: keras.layers.Embedding):
+    """`inputs @ E^T`: hidden states `[..., hidden]` to logits `[..., input_dim]`.
+
+    `E` is the `[input_dim, hidden]` matrix of `embedding`, as a tied output head
+    uses it. After `model.quantize(...)` the layer's `embeddings` variable holds
+    quantized integers, not the matrix, so heads must not read it directly:
+
+    - float (not quantized): the plain matmul, in `inputs`' dtype;
+    - `"int8"`: Keras stores `q = round(E * s)` with one scale `s` per row (per
+      vocabulary entry, i.e. per output logit), so `inputs @ q^T / s` is exactly
+      the dequantized projection and no float copy of `E` is scaled;
+    - any other mode: the layer dequantizes its own rows (`embedding(arange)`).
+
+    Args:
+        inputs: `[..., hidden]`.
+        embedding: a built `keras.layers.Embedding` of width `hidden`.
+
+    Returns:
+        Logits `[..., input_dim]` in the dtype of `inputs`.
+
+    Example:
+    >>> import numpy as np, keras
+    >>> embedding = keras.layers.Embedding(10, 4)
+    >>> embedding.build((None,))
+    >>> tuple(project_onto_embeddings(np.ones((2, 3, 4), "float32"), embedding).shape)
+    (2, 3, 10)
+    """
+    inputs = ops.convert_to_tensor(inputs)
+    mode = embedding.quantization_mode
+    if mode is None:
+        matrix = ops.cast(embedding.embeddings, inputs.dtype)
+        return ops.matmul(inputs, ops.transpose(matrix))
+    if mode == "int8" and not embedding.lora_enabled:
+        quantized = ops.cast(embedding.embeddings, inputs.dtype)
+        logits = ops.matmul(inputs, ops.transpose(quantized))
+        return logits / ops.cast(embedding.embeddings_scale, inputs.dtype)
+    matrix = embedding(ops.arange(embedding.input_dim))
+    return ops.matmul(inputs, ops.transpose(ops.cast(matrix, inputs.dtype)))
+
+
 @keras.saving.register_keras_serializable(package="keras_llm")
 class Embeddings(keras.layers.Layer):
     """Sums token, learned position and (optionally) segment embeddings.

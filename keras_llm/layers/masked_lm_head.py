@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_llm.layers.embeddings import project_onto_embeddings
 from keras_llm.layers.feed_forward import get_activation
 
 
@@ -80,8 +81,8 @@ class MaskedLMHead(keras.layers.Layer):
                 inputs, ops.expand_dims(ops.cast(mask_positions, "int32"), -1), axis=1
             )
         x = self.layer_norm(self.activation_fn(self.transform(inputs)))
-        embedding_matrix = ops.cast(self.token_embedding.embeddings, self.compute_dtype)
-        logits = ops.matmul(x, ops.transpose(embedding_matrix))
+        # Through the helper, not `.embeddings`: that holds int8 values once quantized.
+        logits = project_onto_embeddings(ops.cast(x, self.compute_dtype), self.token_embedding)
         return logits + ops.cast(self.output_bias, self.compute_dtype)
 
     def compute_output_shape(self, inputs_shape, mask_positions_shape=None):

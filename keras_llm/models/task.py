@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import keras
 
+from keras_llm.models.backbone import (
+    base_dtype_policy,
+    quantized_policy_map,
+    resolve_quantized_policies,
+)
+
 
 class Task(keras.Model):
     """A `keras.Model` that wraps a backbone (`self.backbone`) and adds a head.
@@ -16,7 +22,8 @@ class Task(keras.Model):
     backbone_class: type[keras.Model] | None = None
 
     def __init__(self, backbone: keras.Model, **kwargs):
-        kwargs.setdefault("dtype", backbone.dtype_policy)
+        # The backbone's policy, but not a map of its quantized layers (see `get_config`).
+        kwargs.setdefault("dtype", base_dtype_policy(backbone))
         super().__init__(**kwargs)
         self.backbone = backbone
 
@@ -30,6 +37,7 @@ class Task(keras.Model):
         if not self.backbone.built:
             self.backbone.build(input_shape)
         self.build_head(input_shape)
+        resolve_quantized_policies(self)
         self.built = True
 
     def build_head(self, input_shape) -> None:
@@ -39,15 +47,22 @@ class Task(keras.Model):
         return {}
 
     def get_config(self):
-        return {
+        config = {
             "name": self.name,
             "trainable": self.trainable,
             "backbone": keras.saving.serialize_keras_object(self.backbone),
             **self.head_config(),
         }
+        # A quantized head (the backbone's layers are in the backbone's config).
+        head_policies = quantized_policy_map(self, exclude=self.backbone._flatten_layers())
+        if head_policies is not None:
+            config["dtype"] = keras.dtype_policies.serialize(head_policies)
+        return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)

@@ -7,7 +7,7 @@ import keras
 from keras import ops
 
 from keras_llm.layers import Embeddings, TransformerEncoderBlock
-from keras_llm.models.backbone import Backbone
+from keras_llm.models.backbone import Backbone, resolve_quantized_policies
 from keras_llm.models.bert.bert_presets import BERT_PRESETS
 from keras_llm.models.presets import register_presets
 
@@ -174,6 +174,7 @@ class Bert(Backbone):
                 block.build(shape + (self.hidden_size,))
         if not self.pooler.built:
             self.pooler.build((None, self.hidden_size))
+        resolve_quantized_policies(self)
         self.built = True
 
     def call(self, inputs, training=None, return_attention_scores: bool = False):

@@ -7,7 +7,7 @@ import keras
 from keras import ops
 
 from keras_llm.layers import Embeddings, TransformerDecoderBlock
-from keras_llm.models.backbone import Backbone
+from keras_llm.models.backbone import Backbone, resolve_quantized_policies
 from keras_llm.models.gpt.gpt_presets import GPT_PRESETS
 from keras_llm.models.presets import register_presets
 
@@ -154,6 +154,7 @@ class Gpt(Backbone):
                 block.build(shape + (self.hidden_size,))
         if not self.final_norm.built:
             self.final_norm.build(shape + (self.hidden_size,))
+        resolve_quantized_policies(self)
         self.built = True
 
     def call(self, inputs, training=None):

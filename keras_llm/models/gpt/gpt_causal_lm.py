@@ -9,6 +9,7 @@ import numpy as np
 from keras import ops
 
 from keras_llm.generation import BeamSampler, beam_search_loop, get_sampler, sample_loop
+from keras_llm.layers import project_onto_embeddings
 from keras_llm.models.generative_task import GenerativeTask, check_max_new_tokens, pad_rows
 from keras_llm.models.gpt.gpt import Gpt, unpack_gpt_inputs
 
@@ -46,9 +47,9 @@ class GptCausalLM(GenerativeTask):
         pass  # The head is the backbone's token embedding.
 
     def logits(self, hidden_states):
-        """Projects hidden states onto the vocabulary with the tied embedding matrix."""
-        embedding = ops.cast(self.backbone.token_embedding.embeddings, hidden_states.dtype)
-        return ops.matmul(hidden_states, ops.transpose(embedding))
+        """Projects hidden states onto the vocabulary with the tied embedding matrix
+        (dequantized on the fly after `quantize`)."""
+        return project_onto_embeddings(hidden_states, self.backbone.token_embedding)
 
     def call(self, inputs, training=None):
         return self.logits(self.backbone(inputs, training=training))

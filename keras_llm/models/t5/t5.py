@@ -13,7 +13,7 @@ from keras_llm.layers import (
     TransformerEncoderBlock,
 )
 from keras_llm.layers.embeddings import check_token_ids
-from keras_llm.models.backbone import Backbone
+from keras_llm.models.backbone import Backbone, resolve_quantized_policies
 from keras_llm.models.presets import register_presets
 from keras_llm.models.t5.t5_presets import T5_PRESETS
 
@@ -174,6 +174,7 @@ class T5(Backbone):
                 norm.build(hidden)
         if not self.built:
             self._scale_query_initialization()
+        resolve_quantized_policies(self)
         self.built = True
 
     def _scale_query_initialization(self) -> None:
@@ -181,19 +182,24 @@ class T5(Backbone):
 
         T5 leaves attention logits unscaled, so a standard initialisation would
         saturate the softmax from the start and the decoder would learn to ignore
-        the encoder. Loaded checkpoints overwrite these weights anyway.
+        the encoder. Loaded checkpoints overwrite these weights anyway. A layer built
+        quantized (a quantized model being loaded) holds integer placeholders that the
+        saved weights replace, so it is skipped.
         """
         inner = self.num_heads * self.key_value_size
         factor = self.key_value_size**-0.5
         attentions = [b.attention for b in self.encoder_blocks]
         attentions += [b.self_attention for b in self.decoder_blocks]
         for attention in attentions:
+            if attention.qkv_dense.quantization_mode is not None:
+                continue
             kernel = attention.qkv_dense.kernel
             scale = ops.concatenate([ops.full((inner,), factor), ops.ones((2 * inner,))])
             kernel.assign(ops.cast(kernel * scale[None, :], kernel.dtype))
         for block in self.decoder_blocks:
-            kernel = block.cross_attention_layer.query_dense.kernel
-            kernel.assign(ops.cast(kernel * factor, kernel.dtype))
+            dense = block.cross_attention_layer.query_dense
+            if dense.quantization_mode is None:
+                dense.kernel.assign(ops.cast(dense.kernel * factor, dense.kernel.dtype))
 
     def _check_ids(self, token_ids, name: str) -> None:
         if len(token_ids.shape) != 2:

@@ -9,6 +9,7 @@ import numpy as np
 from keras import ops
 
 from keras_llm.generation import BeamSampler, beam_search_loop, get_sampler, sample_loop
+from keras_llm.layers import project_onto_embeddings
 from keras_llm.models.generative_task import GenerativeTask, check_max_new_tokens, pad_rows
 from keras_llm.models.t5.t5 import T5
 
@@ -73,8 +74,7 @@ class T5Seq2SeqLM(GenerativeTask):
         if self.lm_head is not None:
             return self.lm_head(hidden_states)
         hidden_states = hidden_states * (self.backbone.hidden_size ** -0.5)
-        embedding = ops.cast(self.backbone.token_embedding.embeddings, hidden_states.dtype)
-        return ops.matmul(hidden_states, ops.transpose(embedding))
+        return project_onto_embeddings(hidden_states, self.backbone.token_embedding)
 
     def call(self, inputs, training=None):
         return self.logits(self.backbone(inputs, training=training)["decoder_sequence_output"])
