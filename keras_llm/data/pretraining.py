@@ -176,7 +176,7 @@ def build_vocabulary(
     lines = []
     for start in range(0, len(texts), 4096):
         batch = tf.constant(texts[start : start + 4096], tf.string)
-        words = splitter._split_words(splitter._normalize(batch))  # noqa: SLF001
+        words = splitter.split_words(batch)
         lines.extend(tf.strings.reduce_join(words, axis=-1, separator=" ").numpy().tolist())
     counts = collections.Counter(word for line in lines for word in line.split())
     if not counts:

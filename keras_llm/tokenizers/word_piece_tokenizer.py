@@ -339,6 +339,17 @@ class WordPieceTokenizer(StringTokenizer):
     def _do_strip_accents(self) -> bool:
         return self.lowercase if self.strip_accents is None else bool(self.strip_accents)
 
+    def split_words(self, text: Any) -> tf.RaggedTensor:
+        """`[n]` strings -> `[n, (words)]`: the normalised words that WordPiece then splits
+        (lowercased and accent-stripped as configured, punctuation and CJK isolated); what a
+        vocabulary builder counts.
+
+        Example:
+        >>> WordPieceTokenizer(["[UNK]"]).split_words(["Café, au lait!"]).to_list()
+        [[b'cafe', b',', b'au', b'lait', b'!']]
+        """
+        return self._split_words(self._normalize(tf.convert_to_tensor(text, tf.string)))
+
     def _normalize(self, text: tf.Tensor) -> tf.Tensor:
         """BertNormalizer minus the CJK spacing (CJK chars are isolated when splitting)."""
         text = tf.strings.regex_replace(text, _REMOVED_CHARS, "")
