@@ -32,6 +32,8 @@ class BertQuestionAnswerer(Task):
 
     def __init__(self, backbone: Bert, **kwargs):
         super().__init__(backbone, **kwargs)
+        # Per-token heads never reach the pooler: freeze it rather than warn of missing gradients.
+        backbone.pooler.trainable = False
         self.qa_outputs = keras.layers.Dense(
             2,
             kernel_initializer=keras.initializers.TruncatedNormal(

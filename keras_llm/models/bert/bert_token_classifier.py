@@ -45,6 +45,8 @@ class BertTokenClassifier(Task):
         self.dropout = backbone.dropout if dropout is None else dropout
         self.label_names = list(label_names) if label_names is not None else None
         self.output_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        # Per-token heads never reach the pooler: freeze it rather than warn of missing gradients.
+        backbone.pooler.trainable = False
         self.classifier = keras.layers.Dense(
             num_classes,
             kernel_initializer=keras.initializers.TruncatedNormal(

@@ -88,3 +88,14 @@ def test_bad_head_arguments():
         BertClassifier(Bert(**TINY), num_classes=0)
     with pytest.raises(ValueError, match="label names"):
         BertTokenClassifier(Bert(**TINY), num_classes=3, label_names=["O"])
+
+
+@pytest.mark.parametrize("make", [lambda b: BertTokenClassifier(b, num_classes=5),
+                                  lambda b: BertQuestionAnswerer(b)])
+def test_per_token_heads_freeze_the_unused_pooler(make):
+    task = make(Bert(**TINY))
+    task(INPUTS)
+    assert not task.backbone.pooler.trainable
+    assert not any("pooler" in w.path for w in task.trainable_weights)
+    restored = type(task).from_config(task.get_config())
+    assert not restored.backbone.pooler.trainable
