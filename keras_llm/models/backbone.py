@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import keras
 
+from keras_llm.models.layout import get_layout_map
 from keras_llm.models.presets import get_preset
 
 
@@ -100,6 +101,20 @@ class Backbone(keras.Model):
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)
+
+    @classmethod
+    def get_layout_map(
+        cls,
+        device_mesh: keras.distribution.DeviceMesh,
+        model_axis: str = "model",
+        batch_axis: str | None = "batch",
+        **kwargs,
+    ) -> keras.distribution.LayoutMap:
+        """A Megatron-style `keras.distribution.LayoutMap` for this backbone and its task
+        models, for `keras.distribution.ModelParallel`; keyword arguments (`fsdp`,
+        `vocab_parallel`) as `keras_llm.models.layout.get_layout_map` takes them."""
+        return get_layout_map(cls, device_mesh, model_axis=model_axis, batch_axis=batch_axis,
+                              **kwargs)
 
     @classmethod
     def from_preset(cls, name: str, **kwargs):

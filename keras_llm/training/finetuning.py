@@ -85,6 +85,7 @@ class FinetuningConfig:
     eval_every: int | None = None
     dropout: float | None = None
     cpu_devices: int | None = None
+    model_parallelism: int | None = None
 
     def __post_init__(self):
         problems = []
@@ -124,6 +125,13 @@ class FinetuningConfig:
             problems.append(f"dropout must be in [0, 1), not {self.dropout}")
         if self.cpu_devices is not None and self.cpu_devices < 1:
             problems.append(f"cpu_devices must be at least 1, not {self.cpu_devices}")
+        if self.model_parallelism is not None:
+            if self.model_parallelism < 1:
+                problems.append(f"model_parallelism must be at least 1, not "
+                                f"{self.model_parallelism}")
+            if self.strategy != "model_parallel":
+                problems.append(f"model_parallelism={self.model_parallelism} needs "
+                                f"strategy=model_parallel, not {self.strategy!r}")
         if problems:
             raise ValueError("Invalid fine-tuning settings: " + "; ".join(problems) + ".")
 
@@ -197,8 +205,12 @@ def define_flags(
     flags.DEFINE_integer("steps_per_checkpoint", steps_per_checkpoint,
                          "Save a resumable checkpoint every this many steps.", flag_values=fv)
     flags.DEFINE_enum("strategy", "auto", list(STRATEGIES),
-                      "auto: MirroredStrategy over all GPUs if more than one, else default; "
-                      "multi_worker reads TF_CONFIG.", flag_values=fv)
+                      "auto: MirroredStrategy over all GPUs if more than one, else default "
+                      "(JAX: DataParallel over all devices); mirrored: data parallel over all "
+                      "devices; multi_worker reads TF_CONFIG (TensorFlow); model_parallel "
+                      "(JAX only): Megatron-style split of the attention and feed-forward "
+                      "kernels over --model_parallelism devices, data parallel over the rest.",
+                      flag_values=fv)
     flags.DEFINE_enum("mixed_precision", "float32", sorted(PRECISIONS),
                       "Compute dtype; float16 adds dynamic loss scaling.", flag_values=fv)
     flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
@@ -232,6 +244,10 @@ def define_flags(
                          "Split the CPU into N logical devices, so that --strategy=mirrored "
                          "runs N replicas without GPUs (for testing distribution).",
                          flag_values=fv)
+    flags.DEFINE_integer("model_parallelism", None,
+                         "--strategy=model_parallel: devices each model is split over (the "
+                         "mesh's model axis; default all); the other devices hold data-"
+                         "parallel replicas. Must divide the device count.", flag_values=fv)
 
 
 class FinetuningRun:
@@ -250,14 +266,27 @@ class FinetuningRun:
     True
     """
 
-    def __init__(self, config: FinetuningConfig, primary_metric: str | None = None):
+    def __init__(self, config: FinetuningConfig, primary_metric: str | None = None,
+                 layout: str = "Bert"):
         self.config = config
         self.primary_metric = primary_metric
         if config.cpu_devices:
             split_cpu(config.cpu_devices)
         keras.utils.set_random_seed(config.seed)
         set_mixed_precision(config.mixed_precision)
-        self.strategy, self.num_replicas = make_strategy(config.strategy)
+        # `layout`: the backbone family whose layout map --strategy=model_parallel uses.
+        self.strategy, self.num_replicas = make_strategy(
+            config.strategy, model_parallelism=config.model_parallelism, layout=layout)
+        distribution = (keras.distribution.distribution()
+                        if config.strategy == "model_parallel" else None)
+        # Devices each copy of the model is split over (the mesh's model axis).
+        self.model_parallelism = 1 if distribution is None else distribution.device_mesh.shape[1]
+        if config.export_dir and keras.backend.backend() != "tensorflow":
+            logging.warning(
+                "--export_dir: the SavedModel export needs the TensorFlow backend; this %s run "
+                "will skip it. Export the saved model.keras afterwards with KERAS_BACKEND="
+                "tensorflow python -m keras_llm.export --model=... --export_dir=%s",
+                keras.backend.backend(), config.export_dir)
         if config.strategy == "multi_worker":
             reduce_scalar_logs_across_workers()
         self.chief = is_chief()
@@ -272,8 +301,9 @@ class FinetuningRun:
         if config.batch_size % self.num_replicas:
             raise ValueError(f"batch_size={config.batch_size} must divide evenly over "
                              f"{self.num_replicas} replicas.")
-        logging.info("fine-tuning on %d replica(s), %s", self.num_replicas,
-                     keras.config.dtype_policy().name)
+        logging.info("fine-tuning on %d replica(s)%s, %s", self.num_replicas,
+                     f", each split over {self.model_parallelism} devices"
+                     if self.model_parallelism > 1 else "", keras.config.dtype_policy().name)
 
     def scope(self):
         """A fresh strategy scope (each can be entered once) for building variables."""
@@ -353,6 +383,8 @@ class FinetuningRun:
         set_trainable_layers(model, self.config.freeze_encoder, self.config.trainable_layers)
         if self.strategy is not None:
             build_from_first_replica(model)
+        if keras.backend.backend() == "jax" and self.num_replicas > 1:
+            predict_with_padded_batches(model, self.num_replicas)
         return model
 
     # --- Optimisation ----------------------------------------------------------------------
@@ -449,6 +481,7 @@ class FinetuningRun:
             "eval_history": monitor.history,
             "best_step": monitor.best_step,
             "num_replicas": self.num_replicas,
+            "model_parallelism": self.model_parallelism,
             "global_batch_size": self.config.batch_size,
         }
 
@@ -462,8 +495,21 @@ class FinetuningRun:
         return path
 
     def export(self, model: keras.Model, preprocessor=None, **kwargs) -> str | None:
-        """Exports a TF Serving SavedModel to --export_dir (chief only); returns its folder."""
+        """Exports a TF Serving SavedModel to --export_dir (chief only); returns its folder.
+
+        The export traces the model and its in-graph preprocessor with TensorFlow, so
+        on another backend it is skipped (with a warning naming the command that
+        exports the saved `.keras` file) and `None` is returned.
+        """
         if not self.config.export_dir or not self.chief:
+            return None
+        if keras.backend.backend() != "tensorflow":
+            logging.warning(
+                "Skipping --export_dir=%s: the SavedModel export needs the TensorFlow backend "
+                "and this run uses %s. Save the model (model.keras) and export it with "
+                "KERAS_BACKEND=tensorflow python -m keras_llm.export --model=<model.keras> "
+                "--export_dir=%s --vocabulary=<vocab.txt>.", self.config.export_dir,
+                keras.backend.backend(), self.config.export_dir)
             return None
         from keras_llm.export import export_saved_model
 
@@ -545,8 +591,73 @@ def reduce_scalar_logs_across_workers() -> None:
     tf_trainer.reduce_per_replica = reduce_per_replica
 
 
+def predict_with_padded_batches(model: keras.Model, replicas: int) -> None:
+    """Lets `model.predict` take batches whose size does not divide over `replicas`.
+
+    Keras (3.15, JAX backend) splits each batch over the data-parallel devices of
+    `DataParallel`/`ModelParallel`, and JAX refuses a batch that does not divide
+    (the last evaluation batch, say 3 examples over 2 devices). The patched
+    `predict` pads each batch to a multiple of `replicas` with copies of its last
+    example, runs `predict_on_batch`, and drops the padded rows, so the outputs are
+    those of the examples given, in order. It takes a `tf.data.Dataset` (of
+    features or `(features, labels)`) or arrays, like `predict`; progress bars and
+    callbacks are not shown. Patched on the instance, at the edge.
+    """
+    import numpy as np
+    from keras import tree
+
+    def batches(x, batch_size, steps):
+        if hasattr(x, "as_numpy_iterator"):  # tf.data, without importing TensorFlow here.
+            for index, data in enumerate(x.as_numpy_iterator()):
+                if steps is not None and index >= steps:
+                    return
+                yield keras.utils.unpack_x_y_sample_weight(data)[0]
+            return
+        x = tree.map_structure(np.asarray, x)
+        total = tree.flatten(x)[0].shape[0]
+        size = batch_size or 32
+        for index, start in enumerate(range(0, total, size)):
+            if steps is not None and index >= steps:
+                return
+            yield tree.map_structure(lambda a, s=start: a[s:s + size], x)
+
+    def pad(array, missing):
+        return np.concatenate([array, np.repeat(array[-1:], missing, axis=0)])
+
+    def predict(x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        outputs = []
+        for batch in batches(x, batch_size, steps):
+            size = tree.flatten(batch)[0].shape[0]
+            missing = -size % replicas
+            if missing:
+                batch = tree.map_structure(lambda a, m=missing: pad(a, m), batch)
+            result = model.predict_on_batch(batch)
+            outputs.append(tree.map_structure(lambda o, s=size: np.asarray(o)[:s], result))
+        if not outputs:
+            raise ValueError("predict() received no batches: the dataset is empty.")
+        return tree.map_structure(lambda *parts: np.concatenate(parts), *outputs)
+
+    model.predict = predict
+
+
 def split_cpu(count: int) -> None:
-    """Splits the CPU into `count` logical devices; must run before TensorFlow uses a device."""
+    """Splits the CPU into `count` logical devices; must run before the backend uses a device.
+
+    TensorFlow: logical CPU devices. JAX: `jax_num_cpu_devices` host devices, as
+    `XLA_FLAGS=--xla_force_host_platform_device_count=N` makes them.
+    """
+    if keras.backend.backend() == "jax":
+        import jax
+
+        try:
+            jax.config.update("jax_num_cpu_devices", count)
+        except RuntimeError as error:
+            if len(jax.devices("cpu")) != count:
+                raise RuntimeError(
+                    f"Could not split the CPU into {count} devices: JAX already started its "
+                    "backend. Pass --cpu_devices before anything runs a JAX op, or set "
+                    f"XLA_FLAGS=--xla_force_host_platform_device_count={count}.") from error
+        return
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
