@@ -29,6 +29,7 @@ from absl import app, flags, logging
 import keras_llm
 from keras_llm.data import pack_blocks, read_text_file, tokenize_text, unigram_cross_entropy
 from keras_llm.training import (
+    STRATEGIES,
     LearningRateLogger,
     WarmupDecay,
     create_adamw,
@@ -62,8 +63,12 @@ flags.DEFINE_float("validation_fraction", 0.1, "Share of the text held out at it
 flags.DEFINE_integer("validation_batches", 20, "Batches per validation.")
 flags.DEFINE_enum("mixed_precision", "float32", ["float32", "bfloat16", "float16"], "Precision.")
 flags.DEFINE_string("jit_compile", "auto", "XLA for the train step: auto, true or false.")
-flags.DEFINE_enum("strategy", "auto", ["auto", "one_device", "mirrored", "multi_worker"],
-                  "Distribution strategy.")
+flags.DEFINE_enum("strategy", "auto", list(STRATEGIES),
+                  "Distribution strategy; model_parallel (JAX) splits each block's kernels "
+                  "over --model_parallelism devices.")
+flags.DEFINE_integer("model_parallelism", None,
+                     "--strategy=model_parallel: devices each model is split over "
+                     "(default all); the rest hold data-parallel replicas.")
 flags.DEFINE_string("sample_prompt", "ROMEO:", "Prompt for the samples logged while training.")
 flags.DEFINE_integer("sample_tokens", 100, "Tokens per logged sample.")
 flags.DEFINE_integer("export_max_new_tokens", 64, "The exported model's generation cap.")
@@ -143,7 +148,8 @@ def main(argv):
     logging.info("%d training and %d validation tokens; unigram baseline %.4f nats/token",
                  len(train_ids), len(validation_ids), baseline)
 
-    scope, replicas = distribution_scope(FLAGS.strategy)
+    scope, replicas = distribution_scope(FLAGS.strategy, FLAGS.model_parallelism,
+                                         layout="Gpt")
     with scope:
         model = make_model(tokenizer)
         schedule = WarmupDecay(FLAGS.learning_rate, FLAGS.train_steps,

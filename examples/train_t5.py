@@ -38,8 +38,8 @@ from keras_llm.data import (
     sst2_as_text_to_text,
 )
 from keras_llm.metrics import bleu, exact_match, rouge_l
-from keras_llm.models.t5 import shift_right
 from keras_llm.training import (
+    STRATEGIES,
     LearningRateLogger,
     WarmupDecay,
     create_adamw,
@@ -73,8 +73,12 @@ flags.DEFINE_integer("steps_per_checkpoint", 250, "Checkpoint and validate this 
 flags.DEFINE_float("learning_rate", 1e-3, "Peak learning rate.")
 flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of steps spent warming up.")
 flags.DEFINE_enum("mixed_precision", "float32", ["float32", "bfloat16", "float16"], "Precision.")
-flags.DEFINE_enum("strategy", "auto", ["auto", "one_device", "mirrored", "multi_worker"],
-                  "Distribution strategy.")
+flags.DEFINE_enum("strategy", "auto", list(STRATEGIES),
+                  "Distribution strategy; model_parallel (JAX) splits each block's kernels "
+                  "over --model_parallelism devices.")
+flags.DEFINE_integer("model_parallelism", None,
+                     "--strategy=model_parallel: devices each model is split over "
+                     "(default all); the rest hold data-parallel replicas.")
 flags.DEFINE_integer("eval_examples", 400, "Validation examples to generate for (0: all).")
 flags.DEFINE_integer("export_max_new_tokens", 64, "The exported model's generation cap.")
 flags.DEFINE_string("export_dir", None,
@@ -132,7 +136,9 @@ def to_model_inputs(inputs, targets, pad_id: int):
         "encoder_token_ids": encoder,
         "encoder_padding_mask": tf.cast(
             inputs.to_tensor(-1, shape=[None, FLAGS.max_input_length]) >= 0, tf.int32),
-        "decoder_token_ids": shift_right(labels, pad_id),
+        # Teacher forcing: the labels shifted right behind the start token (T5: the pad id).
+        # TF ops, not `keras_llm.models.t5.shift_right`: this runs in tf.data on every backend.
+        "decoder_token_ids": tf.pad(labels[:, :-1], [[0, 0], [1, 0]], constant_values=pad_id),
         "decoder_padding_mask": label_mask,
     }
     return x, labels
@@ -232,7 +238,8 @@ def main(argv):
         train = pair_dataset(tokenizer, train_inputs, train_targets, shuffle=True)
         validation = pair_dataset(tokenizer, pairs[0], pairs[1], shuffle=False)
 
-    scope, replicas = distribution_scope(FLAGS.strategy)
+    scope, replicas = distribution_scope(FLAGS.strategy, FLAGS.model_parallelism,
+                                         layout="T5")
     with scope:
         model = make_model(tokenizer)
         model.build()

@@ -8,9 +8,11 @@ from keras_llm.training.distillation import (
     uniform_layer_map,
 )
 from keras_llm.training.distribution import (
+    STRATEGIES,
     distribution_scope,
     is_chief,
     make_strategy,
+    model_parallel_distribution,
     set_mixed_precision,
 )
 from keras_llm.training.finetuning import (
@@ -40,11 +42,13 @@ __all__ = [
     "define_flags",
     "is_chief",
     "make_strategy",
+    "model_parallel_distribution",
     "set_trainable_layers",
     "LearningRateLogger",
     "StepCheckpoint",
     "WarmupDecay",
     "create_adamw",
+    "STRATEGIES",
     "distribution_scope",
     "fit_resumable",
     "read_checkpoint_state",
