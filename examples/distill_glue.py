@@ -61,6 +61,10 @@ flags.DEFINE_string("teacher", None,
                     "A fine-tuned BertClassifier (.keras) or a pretrained BERT folder / preset, "
                     "which is first fine-tuned for --teacher_steps.", required=True)
 flags.DEFINE_integer("teacher_steps", 600, "Fine-tuning steps for a pretrained --teacher.")
+flags.DEFINE_float("teacher_learning_rate", None,
+                   "Peak learning rate for fine-tuning a pretrained --teacher (default: "
+                   "--learning_rate; a random student usually wants a higher one than the "
+                   "pretrained teacher).")
 flags.DEFINE_string("student", "every_other_layer",
                     "A Bert preset (bert_tiny, bert_mini, ...) or every_other_layer / "
                     "every_<k>_layer (a copy of every k-th teacher layer).")
@@ -90,6 +94,9 @@ def check_flags() -> None:
         raise app.UsageError(f"--temperature must be > 0; got {FLAGS.temperature}.")
     if not 0 <= FLAGS.alpha <= 1:
         raise app.UsageError(f"--alpha must be in [0, 1]; got {FLAGS.alpha}.")
+    if FLAGS.teacher_learning_rate is not None and not FLAGS.teacher_learning_rate > 0:
+        raise app.UsageError(
+            f"--teacher_learning_rate must be > 0; got {FLAGS.teacher_learning_rate}.")
     kind, every = student_spec(FLAGS.student)
     if kind == "copy" and every < 1:
         raise app.UsageError(f"--student={FLAGS.student}: k must be at least 1.")
@@ -197,7 +204,8 @@ def main(argv):
 
     # 1. The teacher (fine-tuned here when --teacher is a pretrained checkpoint).
     teacher_stage = Stage("teacher", init_checkpoint=FLAGS.teacher,
-                          num_train_steps=FLAGS.teacher_steps)
+                          num_train_steps=FLAGS.teacher_steps,
+                          learning_rate=FLAGS.teacher_learning_rate or FLAGS.learning_rate)
     preprocessor = teacher_stage.run.load_preprocessor()
 
     def evaluate(model):

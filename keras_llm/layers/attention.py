@@ -158,7 +158,9 @@ class MultiHeadAttention(keras.layers.Layer):
         # [batch, seq, parts * heads * head_size] -> `parts` tensors [batch, seq, heads, head_size]
         batch, length = ops.shape(x)[0], ops.shape(x)[1]
         x = ops.reshape(x, (batch, length, parts, self.num_heads, self.head_size))
-        return [x[:, :, i] for i in range(parts)]
+        # Not `x[:, :, i]`: without XLA, TF's gradient of each strided slice is a zero-filled
+        # tensor of the full fused size; unstack's gradient is one stack (benchmarks/NOTES.md).
+        return ops.unstack(x, num=parts, axis=2)
 
     def call(
         self,
