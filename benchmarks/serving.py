@@ -131,7 +131,7 @@ def keras_hub_request(bert, vocabulary: str, sequence_length: int, folder: str):
     return run
 
 
-def parse_args(argv):
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="bert_base", help="keras-llm Bert preset.")
     parser.add_argument("--vocabulary", default=None, help="vocab.txt (default: MiniLM's).")
@@ -144,8 +144,8 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> dict:
+    """Measures every library at every batch size; returns the report `main` writes."""
     vocabulary = args.vocabulary or default_vocabulary()
     with tempfile.TemporaryDirectory() as folder:
         ours, bert = keras_llm_request({"preset": args.preset}, vocabulary,
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "p50_ms": 1000 * p50, "p99_ms": 1000 * p99,
                                 "examples_per_second": batch / p50,
                                 "seconds": seconds})
-    report = {
+    return {
         "settings": {"preset": args.preset, "sequence_length": args.sequence_length,
                      "vocabulary": vocabulary, "warmup": args.warmup, "repeats": args.repeats},
         "model": {"num_layers": bert.num_layers, "hidden_size": bert.hidden_size,
@@ -173,9 +173,14 @@ def main(argv: list[str] | None = None) -> int:
         "environment": environment("tensorflow"),
         "results": results,
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    report = run(args)
     path = write_json(args.output, report)
     rows = [[r["library"], r["batch_size"], f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
-             f"{r['examples_per_second']:.1f}"] for r in results]
+             f"{r['examples_per_second']:.1f}"] for r in report["results"]]
     print(format_table(["library", "batch", "p50 ms", "p99 ms", "examples/s"], rows))
     print(f"wrote {path}")
     return 0
