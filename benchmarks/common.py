@@ -36,6 +36,22 @@ def comma_separated_ints(value: str) -> list[int]:
     return [int(part) for part in comma_separated(value)]
 
 
+def limit_tensorflow_gpu_memory() -> None:
+    """Lets TensorFlow grow its GPU memory instead of taking all of it: the other libraries
+    share the GPU (in this process or the next)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # Already initialised.
+            pass
+
+
 def is_installed(module: str) -> bool:
     """Whether `module` can be imported, without importing it."""
     return importlib.util.find_spec(module) is not None

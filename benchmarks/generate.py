@@ -55,6 +55,7 @@ from benchmarks.common import (  # noqa: E402
     environment,
     format_table,
     is_installed,
+    limit_tensorflow_gpu_memory,
     summarize,
     time_call,
     write_json,
@@ -126,21 +127,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.batch_sizes or min(args.batch_sizes) < 1:
         parser.error("--batch_sizes must be positive integers")
     return args
-
-
-def _limit_tensorflow_gpu_memory() -> None:
-    """Lets TensorFlow grow its GPU memory instead of taking all of it (others share the GPU)."""
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        return
-    import tensorflow as tf
-
-    for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # Already initialised.
-            pass
 
 
 def _base_dtype(dtype: str) -> str:
@@ -371,7 +357,7 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    _limit_tensorflow_gpu_memory()
+    limit_tensorflow_gpu_memory()
     import keras
 
     backend = keras.backend.backend()

@@ -103,6 +103,7 @@ from benchmarks.common import (  # noqa: E402
     environment,
     format_table,
     is_installed,
+    limit_tensorflow_gpu_memory,
     summarize,
     time_call,
     write_json,
@@ -253,21 +254,6 @@ def check_loss(library: str, loss: float, where: str) -> float:
             "meaningless. Try --dtype=float32, a smaller --learning_rate, or report the bug."
         )
     return loss
-
-
-def _limit_tensorflow_gpu_memory() -> None:
-    """Lets TensorFlow grow its GPU memory instead of taking all of it (PyTorch shares it)."""
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        return
-    import tensorflow as tf
-
-    for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # Already initialised.
-            pass
 
 
 # The data.
@@ -558,7 +544,7 @@ class Context:
 
 def make_context(args: argparse.Namespace) -> Context:
     """keras-llm's preset shape (checked against the flags), the batch and the environment."""
-    _limit_tensorflow_gpu_memory()
+    limit_tensorflow_gpu_memory()
     import keras
 
     import keras_llm

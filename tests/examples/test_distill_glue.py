@@ -38,7 +38,7 @@ def distill(glue_dir: Path, output_dir: Path, *extra: str) -> subprocess.Complet
 @pytest.mark.slow
 def test_teacher_students_and_int8_in_one_table(glue_dir, tmp_path):
     done = distill(glue_dir, tmp_path / "run", "--student=every_other_layer",
-                   "--intermediate_loss", "--quantize=int8")
+                   "--intermediate_loss", "--quantize=int8", "--teacher_learning_rate=2e-3")
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     rows = {row["model"]: row for row in results["table"]}
@@ -60,6 +60,7 @@ def test_teacher_students_and_int8_in_one_table(glue_dir, tmp_path):
     ("--temperature=0", "--temperature must be > 0"),
     ("--alpha=1.5", "--alpha must be in [0, 1]"),
     ("--student=bert_galactic", "neither a Bert preset"),
+    ("--teacher_learning_rate=-1e-4", "--teacher_learning_rate must be > 0"),
 ])
 def test_bad_settings_fail_before_training(glue_dir, tmp_path, flag, message):
     done = distill(glue_dir, tmp_path / "bad", flag)
