@@ -46,9 +46,10 @@ already in `--output`.
 Rematerialization (`--remat`):
 
 - `none`: every activation the backward pass needs is kept.
-- `blocks`: each encoder block's call goes through `keras.remat` (see `rematerialize_blocks`),
-  so a step keeps one input per block and recomputes one block at a time during the backward
-  pass (`tf.recompute_grad` on TensorFlow, `jax.checkpoint` on JAX). The gradients equal those
+- `blocks`: `Bert(remat=True)`: each encoder block's call goes through `keras.remat`
+  (`keras_llm.layers.rematerialized_call`), so a step keeps one input per block and
+  recomputes one block at a time during the backward pass (`tf.recompute_grad` on TensorFlow,
+  `jax.checkpoint` on JAX). The gradients equal those
   without rematerialization, dropout included. On TensorFlow this is what makes bert_base
   train at 32 x 512 on a 24 GiB machine (0.15 instead of 0.86 GiB per example). On JAX's CPU
   backend it recomputes (the step is slower) but the peak did not fall (bert_base, 4 x 512:
@@ -465,72 +466,6 @@ def _random_batch(batch_size: int, sequence_length: int, vocab_size: int, seed: 
     return inputs, labels
 
 
-def rematerialize_blocks(backbone) -> None:
-    """Makes every encoder block of `backbone` recompute its activations in the backward pass.
-
-    Each block's call goes through `keras.remat` with its keyword arguments (padding mask,
-    `training`) closed over, since TensorFlow's `recompute_grad` takes no keyword arguments
-    inside a `tf.function`.
-
-    Dropout needs care. A `SeedGenerator` hands out its state and then adds `[0, 1]` to it.
-    Drawn inside the rematerialized function, the seeds go wrong on both backends: on
-    TensorFlow the recomputation runs the block's Python code again after the state has moved
-    on, so the backward pass uses other dropout masks than the forward pass (gradients off by
-    ~5% of their size in bert_tiny); on JAX the state update made inside `jax.checkpoint`
-    escapes it (`UnexpectedTracerError` in `train_on_batch`). So the block reads each
-    generator's state once outside, the `i`-th draw inside returns `state + [0, i]` (what the
-    generator itself would have returned), and the state is advanced past the draws outside
-    afterwards. The gradients then equal those without rematerialization, dropout included.
-    """
-    for block in backbone.encoder_blocks:
-        block.call = _rematerialized_call(block, block.call)
-
-
-def _rematerialized_call(block, call):
-    import keras
-    import numpy as np
-    from keras import ops
-
-    def remat_call(inputs, *args, **kwargs):
-        if kwargs.get("return_attention_scores"):
-            return call(inputs, *args, **kwargs)
-        generators = [
-            layer.seed_generator for layer in block._flatten_layers()
-            if getattr(layer, "seed_generator", None) is not None
-        ]
-        # `* 1` copies the value (as `SeedGenerator.next` does), not the variable.
-        starts = [g.state.value * 1 for g in generators]
-        draws = [0] * len(generators)
-
-        def offset(seed, i):
-            dtype = keras.backend.standardize_dtype(seed.dtype)
-            return seed + ops.convert_to_tensor(np.array([0, i]), dtype=dtype)
-
-        def forward(x):
-            drawn = [0] * len(generators)
-            for index, (generator, start) in enumerate(zip(generators, starts, strict=True)):
-
-                def next_seed(ordered=True, index=index, start=start):
-                    drawn[index] += 1
-                    return offset(start, drawn[index] - 1)
-
-                generator.next = next_seed
-            try:
-                return call(x, *args, **kwargs)
-            finally:
-                for generator in generators:
-                    generator.__dict__.pop("next", None)
-                draws[:] = drawn
-
-        outputs = keras.remat(forward)(inputs)
-        for generator, start, count in zip(generators, starts, draws, strict=True):
-            if count:
-                generator.state.assign(offset(start, count))
-        return outputs
-
-    return remat_call
-
-
 def build_classifier(args: argparse.Namespace):
     """The `BertClassifier` of `args.size`; `--remat` decides how its blocks recompute."""
     import keras
@@ -550,9 +485,8 @@ def build_classifier(args: argparse.Namespace):
             mode="list_of_layers", layer_names=[f"encoder_block_{i}" for i in range(num_layers)]
         )
     with scope:
-        backbone = keras_llm.models.Bert.from_preset(args.size, **overrides)
-    if args.remat == "blocks":
-        rematerialize_blocks(backbone)
+        backbone = keras_llm.models.Bert.from_preset(
+            args.size, remat=args.remat == "blocks", **overrides)
     classifier = keras_llm.models.BertClassifier(backbone, num_classes=2)
     classifier.build()
     return classifier

@@ -8,6 +8,7 @@ from keras_llm.layers.relative_position_bias import (
     RelativePositionBias,
     relative_position_buckets,
 )
+from keras_llm.layers.remat import rematerialized_call
 from keras_llm.layers.rms_normalization import RMSNormalization
 from keras_llm.layers.sinusoidal_position_encoding import SinusoidalPositionEncoding
 from keras_llm.layers.transformer_decoder_block import TransformerDecoderBlock
@@ -28,4 +29,5 @@ __all__ = [
     "merge_attention_masks",
     "project_onto_embeddings",
     "relative_position_buckets",
+    "rematerialized_call",
 ]

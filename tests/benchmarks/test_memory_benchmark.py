@@ -24,7 +24,6 @@ from benchmarks.memory import (
     parse_args,
     parse_proc_status,
     read_process_memory,
-    rematerialize_blocks,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -189,85 +188,6 @@ def test_parse_args_rejects_bad_settings(capsys):
         with pytest.raises(SystemExit):
             parse_args(bad)
         assert message in capsys.readouterr().err
-
-
-def _tiny_classifier(dropout: float, remat: bool):
-    import keras_llm
-
-    keras.utils.set_random_seed(0)
-    bert = keras_llm.models.Bert.from_preset("bert_tiny", dropout=dropout)
-    if remat:
-        rematerialize_blocks(bert)
-    classifier = keras_llm.models.BertClassifier(bert, num_classes=2)
-    classifier.build()
-    return classifier
-
-
-def _tiny_batch():
-    rng = np.random.default_rng(0)
-    inputs = {"token_ids": rng.integers(1, 500, (2, 16)).astype("int32"),
-              "padding_mask": np.array([[1] * 16, [1] * 10 + [0] * 6], "int32")}
-    return inputs, np.array([0, 1], "int32")
-
-
-@pytest.mark.parametrize("dropout", [0.0, 0.1])
-def test_rematerialized_blocks_give_the_same_gradients(dropout):
-    """Recomputing each block in the backward pass changes no gradient, dropout included
-    (the recomputation uses the forward pass's dropout seeds)."""
-    inputs, labels = _tiny_batch()
-    plain = _gradients(_tiny_classifier(dropout, remat=False), inputs, labels)
-    recomputed = _gradients(_tiny_classifier(dropout, remat=True), inputs, labels)
-    for a, b in zip(plain, recomputed, strict=True):
-        np.testing.assert_allclose(b, a, atol=1e-6)
-
-
-def test_rematerialized_blocks_train_like_the_plain_model():
-    """Through `train_on_batch` (Keras' own training step on each backend), with dropout:
-    the same losses, weights and dropout seed states after three steps."""
-    inputs, labels = _tiny_batch()
-    results = []
-    for remat in (False, True):
-        classifier = _tiny_classifier(0.1, remat)
-        classifier.compile(optimizer=keras.optimizers.AdamW(1e-3),
-                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        losses = [float(np.asarray(classifier.train_on_batch(inputs, labels)).reshape(-1)[0])
-                  for _ in range(3)]
-        weights = [np.asarray(v.value) for v in classifier.trainable_variables]
-        seeds = [np.asarray(v.value) for v in classifier.non_trainable_variables
-                 if v.path.endswith("seed_generator_state")]
-        results.append((losses, weights, seeds))
-    (plain_losses, plain_weights, plain_seeds), (losses, weights, seeds) = results
-    np.testing.assert_allclose(losses, plain_losses, rtol=1e-5)
-    assert len(set(plain_losses)) == 3  # The steps trained.
-    for a, b in zip(plain_weights, weights, strict=True):
-        np.testing.assert_allclose(b, a, atol=1e-5)
-    assert seeds and all(np.array_equal(a, b) for a, b in zip(plain_seeds, seeds, strict=True))
-
-
-def _gradients(model, inputs, labels) -> list[np.ndarray]:
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        @tf.function
-        def step():
-            with tf.GradientTape() as tape:
-                loss = loss_fn(labels, model(inputs, training=True))
-            return tape.gradient(loss, model.trainable_variables)
-
-        return [np.asarray(tf.convert_to_tensor(g)) for g in step()]
-    if keras.backend.backend() == "jax":
-        import jax
-
-        trainable = [v.value for v in model.trainable_variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
-
-        def loss(trainable):
-            logits, _ = model.stateless_call(trainable, non_trainable, inputs, training=True)
-            return loss_fn(labels, logits)
-
-        return [np.asarray(g) for g in jax.jit(jax.grad(loss))(trainable)]
-    pytest.skip(f"no gradient helper for the {keras.backend.backend()} backend")
 
 
 def test_benchmark_rejects_too_few_steps(tmp_path):

@@ -74,6 +74,23 @@ def test_missing_vocabulary_and_checkpoint_are_clear_errors(tmp_path):
         run.load_model(BertClassifier, num_classes=2)
 
 
+def test_remat_reaches_the_backbone_from_a_preset_a_folder_and_a_keras_file(tmp_path, minilm_dir):
+    run, _, model = build_run(tmp_path, remat=True)
+    assert model.backbone.remat
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    assert keras.models.load_model(path).backbone.remat  # In the saved config.
+    plain_path = str(tmp_path / "plain.keras")
+    build_run(tmp_path / "plain")[2].save(plain_path)
+    run = FinetuningRun(tiny_config(tmp_path / "again", init_checkpoint=plain_path, remat=True))
+    run.load_preprocessor()
+    assert run.load_model(BertClassifier, num_classes=2).backbone.remat
+    run = FinetuningRun(tiny_config(tmp_path / "hf", init_checkpoint=minilm_dir, vocab_file=None,
+                                    remat=True))
+    run.load_preprocessor()
+    assert run.load_model(BertClassifier, num_classes=2).backbone.remat
+
+
 def test_plan_rounds_up_to_whole_checkpoint_intervals(tmp_path):
     run = FinetuningRun(tiny_config(tmp_path, num_train_steps=None, num_train_epochs=1.0,
                                     steps_per_checkpoint=3))
