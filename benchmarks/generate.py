@@ -47,6 +47,9 @@ from typing import Any
 if __package__ in (None, ""):  # Run as `python benchmarks/generate.py`.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+# JAX must not take most of the GPU up front: PyTorch decodes in this process after it.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
 import numpy as np  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402

@@ -145,7 +145,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def environment_changes(args: argparse.Namespace) -> dict[str, str]:
     """The environment variables the backend and device choice need."""
-    changes = {"KERAS_BACKEND": args.backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # JAX must not take most of the GPU up front: PyTorch runs beside or after it.
+    changes = {"KERAS_BACKEND": args.backend, "TF_CPP_MIN_LOG_LEVEL": "2",
+               "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
     if args.device == "cpu":
         changes.update(CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
     return changes
@@ -161,7 +163,9 @@ def needs_fresh_process(changes: dict[str, str]) -> bool:
 
         if keras.backend.backend() != changes["KERAS_BACKEND"]:
             return True
-    return any(os.environ.get(k) != v for k, v in changes.items() if k != "TF_CPP_MIN_LOG_LEVEL")
+    # Log level and preallocation: harmless to miss, not worth a second process.
+    no_rerun = ("TF_CPP_MIN_LOG_LEVEL", "XLA_PYTHON_CLIENT_PREALLOCATE")
+    return any(os.environ.get(k) != v for k, v in changes.items() if k not in no_rerun)
 
 
 def rerun(argv: list[str], changes: dict[str, str]) -> int:

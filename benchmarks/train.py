@@ -195,6 +195,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weight_decay", type=float, default=0.01)
     parser.add_argument("--dropout", type=float, default=0.1,
                         help="dropout of every model (fine-tuning keeps it on)")
+    parser.add_argument("--attention_dropout", type=float, default=None,
+                        help="dropout of the attention probabilities (BERT and GPT; default "
+                             "--dropout). 0 lets every library train through its fused "
+                             "attention kernel; keras-hub, which has no such option, gets its "
+                             "attention layers' rate set after they are built")
     parser.add_argument("--libraries", type=comma_separated, default="auto",
                         help=f"comma-separated subset of {','.join(LIBRARIES)}; `auto`: "
                              "keras_llm, keras_hub and huggingface when torch is installed")
@@ -228,6 +233,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      "(pip install torch transformers), or leave huggingface out")
     if not 0.0 <= args.dropout < 1.0:
         parser.error(f"--dropout must be in [0, 1); got {args.dropout}")
+    if args.attention_dropout is None:
+        args.attention_dropout = args.dropout
+    if not 0.0 <= args.attention_dropout < 1.0:
+        parser.error(f"--attention_dropout must be in [0, 1); got {args.attention_dropout}")
+    if args.model == "t5" and args.attention_dropout != args.dropout:
+        parser.error("--attention_dropout applies to bert and gpt; T5 (as in Hugging Face) "
+                     "has one dropout rate: leave it out or set --dropout")
     if args.learning_rate <= 0:
         parser.error(f"--learning_rate must be positive; got {args.learning_rate}")
     if args.steps_per_execution > 1 and args.keras_loop != "fit":
@@ -350,7 +362,8 @@ def keras_llm_trainer(args: argparse.Namespace, batch: Batch) -> Trainer:
 
     keras.utils.set_random_seed(args.seed)
     family = getattr(keras_llm.models, FAMILIES[args.model])
-    backbone = family.from_preset(args.size, dropout=args.dropout, dtype=args.dtype)
+    overrides = {} if args.model == "t5" else {"attention_dropout": args.attention_dropout}
+    backbone = family.from_preset(args.size, dropout=args.dropout, dtype=args.dtype, **overrides)
     first = {key: value[:1] for key, value in batch.inputs.items()}
     if args.model == "bert":
         model = keras_llm.models.BertClassifier(backbone, num_classes=NUM_CLASSES)
@@ -416,7 +429,30 @@ def keras_hub_trainer(args: argparse.Namespace, batch: Batch, shape) -> Trainer:
         sample_weight = x["decoder_padding_mask"].astype("float32")
         compile_kwargs = {"loss": loss, "weighted_metrics": None}
     model({key: value[:1] for key, value in x.items()})  # Builds the weights.
+    if args.attention_dropout != args.dropout:
+        set_keras_attention_dropout(model, args.attention_dropout)
     return keras_trainer("keras_hub", model, args, x, y, sample_weight, compile_kwargs)
+
+
+def set_keras_attention_dropout(model, rate: float) -> int:
+    """Sets the attention-probability dropout of every `keras.layers.MultiHeadAttention`.
+
+    keras-hub's backbones take one `dropout` for everything; Keras' attention layer reads
+    `_dropout` on every call (0 selects `ops.dot_product_attention`, the fused kernel), so
+    setting it on the built layers gives the same model as a separate option would.
+    Returns the number of layers changed (an error if none: keras-hub changed its layers).
+    """
+    import keras
+
+    layers = [layer for layer in model._flatten_layers()
+              if isinstance(layer, keras.layers.MultiHeadAttention)]
+    if not layers:
+        raise BenchmarkError("found no keras.layers.MultiHeadAttention in the keras-hub model "
+                             "to set --attention_dropout on")
+    for layer in layers:
+        layer._dropout = rate
+        layer._dropout_layer.rate = rate
+    return len(layers)
 
 
 # Hugging Face (PyTorch).
@@ -431,7 +467,8 @@ def huggingface_model(args: argparse.Namespace, shape):
             vocab_size=shape.vocab_size, hidden_size=shape.hidden_size,
             num_hidden_layers=shape.num_layers, num_attention_heads=shape.num_heads,
             intermediate_size=shape.intermediate_size, hidden_act="gelu",
-            hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout,
+            hidden_dropout_prob=args.dropout,
+            attention_probs_dropout_prob=args.attention_dropout,
             max_position_embeddings=shape.max_sequence_length,
             type_vocab_size=shape.type_vocab_size, layer_norm_eps=shape.layer_norm_epsilon,
             num_labels=NUM_CLASSES, attn_implementation="sdpa")
@@ -442,7 +479,8 @@ def huggingface_model(args: argparse.Namespace, shape):
             n_embd=shape.hidden_size, n_layer=shape.num_layers, n_head=shape.num_heads,
             n_inner=shape.intermediate_size, activation_function="gelu_new",
             layer_norm_epsilon=shape.layer_norm_epsilon, resid_pdrop=args.dropout,
-            embd_pdrop=args.dropout, attn_pdrop=args.dropout, attn_implementation="sdpa")
+            embd_pdrop=args.dropout, attn_pdrop=args.attention_dropout,
+            attn_implementation="sdpa")
         return transformers.GPT2LMHeadModel(config)
     config = transformers.T5Config(
         vocab_size=shape.vocab_size, d_model=shape.hidden_size, d_kv=shape.key_value_size,
@@ -617,7 +655,8 @@ def _worker_argv(args: argparse.Namespace, library: str, count_only: bool) -> li
     argv = [sys.executable, "-m", "benchmarks.train", f"--libraries={library}", "--worker"]
     for name in ("model", "size", "batch_size", "sequence_length", "decoder_length", "dtype",
                  "jit_compile", "keras_loop", "steps_per_execution", "steps", "warmup",
-                 "repeats", "learning_rate", "weight_decay", "dropout", "seed"):
+                 "repeats", "learning_rate", "weight_decay", "dropout", "attention_dropout",
+                 "seed"):
         argv.append(f"--{name}={getattr(args, name)}")
     if args.torch_compile:
         argv.append("--torch_compile")
@@ -852,6 +891,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "optimizer": {"name": "AdamW", "learning_rate": args.learning_rate,
                           "weight_decay": args.weight_decay, "epsilon": 1e-6},
             "dropout": args.dropout,
+            "attention_dropout": args.attention_dropout,
             "libraries": args.libraries,
             "seed": args.seed,
         },

@@ -94,6 +94,7 @@ def _bert_config(raw: dict) -> dict:
         type_vocab_size=raw.get("type_vocab_size", 2),
         hidden_act=raw.get("hidden_act", "gelu"),
         dropout=raw.get("hidden_dropout_prob", 0.1),
+        attention_dropout=raw.get("attention_probs_dropout_prob", 0.1),
         layer_norm_epsilon=raw.get("layer_norm_eps", 1e-12),
         initializer_range=raw.get("initializer_range", 0.02),
     )

@@ -44,6 +44,7 @@ def read_gpt_checkpoint(path: str) -> tuple[dict, dict[str, np.ndarray]]:
         intermediate_size=raw.get("n_inner") or 4 * raw["n_embd"],
         max_sequence_length=raw.get("n_positions", 1024),
         dropout=raw.get("resid_pdrop", 0.1),
+        attention_dropout=raw.get("attn_pdrop", 0.1),
         layer_norm_epsilon=raw.get("layer_norm_epsilon", 1e-5),
         activation=raw.get("activation_function", "gelu_new"),
         initializer_range=raw.get("initializer_range", 0.02),

@@ -64,6 +64,8 @@ def check_report(report: dict, libraries: list[str], repeats: int = 2) -> None:
     (["--dtype=float64"], "--dtype"),
     (["--steps=0"], "--steps"),
     (["--dropout=1.5"], "--dropout"),
+    (["--attention_dropout=-0.1"], "--attention_dropout"),
+    (["--model=t5", "--attention_dropout=0"], "T5 (as in Hugging Face) has one dropout"),
     (["--keras_loop=train_on_batch", "--steps_per_execution=4"], "--steps_per_execution"),
 ])
 def test_bad_flags_are_rejected(argv, message, capsys):
@@ -157,6 +159,33 @@ def test_derived_figures_and_parameter_counts():
     assert "keras_hub" in train.table(results) and "1.50x" in train.table(results)
 
 
+def test_attention_dropout_defaults_to_dropout():
+    assert train.parse_args(["--libraries=keras_llm", "--dropout=0.2"]).attention_dropout == 0.2
+    assert train.parse_args(["--libraries=keras_llm", "--attention_dropout=0"]).attention_dropout \
+        == 0.0
+
+
+def test_keras_hub_attention_dropout_is_set_on_every_attention_layer(monkeypatch):
+    keras_hub = pytest.importorskip("keras_hub")
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=50, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16,
+        max_sequence_length=8, dropout=0.1)
+    inputs = {"token_ids": np.ones((1, 8), "int32"), "segment_ids": np.zeros((1, 8), "int32"),
+              "padding_mask": np.ones((1, 8), "int32")}
+    backbone(inputs)
+    assert train.set_keras_attention_dropout(backbone, 0.0) == 2
+    from keras.src import ops as keras_src_ops  # What Keras' attention layer calls.
+
+    calls = []
+    fused = keras_src_ops.dot_product_attention
+    monkeypatch.setattr(keras_src_ops, "dot_product_attention",
+                        lambda *args, **kwargs: calls.append(1) or fused(*args, **kwargs))
+    backbone(inputs, training=True)
+    assert len(calls) == 2  # Training reaches the fused kernel: no dropout on probabilities.
+    with pytest.raises(train.BenchmarkError, match="no keras.layers.MultiHeadAttention"):
+        train.set_keras_attention_dropout(keras.Sequential([keras.layers.Dense(2)]), 0.0)
+
+
 def test_a_sequence_longer_than_the_preset_is_a_clear_error():
     args = train.parse_args(["--model=gpt", "--size=gpt2_tiny", "--sequence_length=300",
                              "--libraries=keras_llm"])
@@ -211,13 +240,14 @@ def test_jax_backend_sequential(tmp_path):
     output = tmp_path / "jax.json"
     result = run_benchmark("--size=bert_tiny", "--batch_size=4", "--sequence_length=16",
                            "--steps=2", "--repeats=2", "--warmup=0", "--schedule=sequential",
-                           "--libraries=keras_llm,keras_hub", f"--output={output}",
-                           backend="jax")
+                           "--attention_dropout=0", "--libraries=keras_llm,keras_hub",
+                           f"--output={output}", backend="jax")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(output.read_text())
     check_report(report, ["keras_llm", "keras_hub"])
     assert report["environment"]["keras_backend"] == "jax"
     assert report["settings"]["schedule"] == "sequential"
+    assert (report["settings"]["dropout"], report["settings"]["attention_dropout"]) == (0.1, 0.0)
 
 
 @pytest.mark.slow

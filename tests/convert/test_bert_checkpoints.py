@@ -266,6 +266,12 @@ def test_config_problems(tmp_path, hf_dir):
         Bert.from_pretrained(hf_dir)
 
 
+def test_dropout_rates_come_from_the_config(tmp_path, hf_dir):
+    _edit_config(tmp_path / "m", hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.0)
+    bert = Bert.from_pretrained(hf_dir)
+    assert (bert.dropout, bert.attention_dropout) == (0.2, 0.0)
+
+
 def test_missing_and_unknown_tensors(tmp_path, hf_dir):
     from safetensors.numpy import load_file, save_file
 

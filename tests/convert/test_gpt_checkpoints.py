@@ -47,6 +47,14 @@ def test_greedy_generation_matches_transformers(reference_dir):
         np.testing.assert_array_equal(row[: len(prompt) + 12], theirs.numpy()[0])
 
 
+def test_dropout_rates_come_from_the_config(tmp_path):
+    model = transformers.GPT2Model(transformers.GPT2Config(**CONFIG, resid_pdrop=0.2,
+                                                           attn_pdrop=0.0))
+    model.save_pretrained(tmp_path)
+    gpt = Gpt.from_pretrained(str(tmp_path))
+    assert (gpt.dropout, gpt.attention_dropout) == (0.2, 0.0)
+
+
 def test_pytorch_bin_and_prefixless_keys(tmp_path):
     torch.manual_seed(1)
     reference = transformers.GPT2Model(transformers.GPT2Config(**CONFIG)).eval()

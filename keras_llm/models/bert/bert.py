@@ -75,7 +75,12 @@ class Bert(Backbone):
         max_sequence_length: number of learned positions.
         type_vocab_size: number of segment ids.
         hidden_act: feed-forward activation (`"gelu"` exact, `"gelu_approximate"`, `"relu"`).
-        dropout: dropout on embeddings, sublayer outputs and attention probabilities.
+        dropout: dropout on embeddings, sublayer outputs and (unless
+            `attention_dropout` is given) attention probabilities.
+        attention_dropout: dropout on the attention probabilities; `None` uses
+            `dropout`. With 0, training calls reach the backend's fused attention
+            kernel (`keras.ops.dot_product_attention`, cuDNN flash attention on
+            JAX) instead of materializing the probabilities to drop them.
         layer_norm_epsilon: epsilon of every layer normalization.
         initializer_range: standard deviation of the weight initializers.
         remat: recompute each encoder block's activations in the backward pass of a
@@ -108,6 +113,7 @@ class Bert(Backbone):
         type_vocab_size: int = 2,
         hidden_act: str = "gelu",
         dropout: float = 0.1,
+        attention_dropout: float | None = None,
         layer_norm_epsilon: float = 1e-12,
         initializer_range: float = 0.02,
         remat: bool = False,
@@ -128,6 +134,7 @@ class Bert(Backbone):
         self.type_vocab_size = type_vocab_size
         self.hidden_act = hidden_act
         self.dropout = dropout
+        self.attention_dropout = dropout if attention_dropout is None else attention_dropout
         self.layer_norm_epsilon = layer_norm_epsilon
         self.initializer_range = initializer_range
         self.remat = remat
@@ -150,6 +157,7 @@ class Bert(Backbone):
                 intermediate_size,
                 activation=hidden_act,
                 dropout=dropout,
+                attention_dropout=self.attention_dropout,
                 layer_norm_epsilon=layer_norm_epsilon,
                 kernel_initializer=initializer,
                 dtype=self.dtype_policy,
@@ -220,6 +228,7 @@ class Bert(Backbone):
             "type_vocab_size": self.type_vocab_size,
             "hidden_act": self.hidden_act,
             "dropout": self.dropout,
+            "attention_dropout": self.attention_dropout,
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "initializer_range": self.initializer_range,
             "remat": self.remat,

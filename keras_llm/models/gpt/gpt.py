@@ -58,7 +58,12 @@ class Gpt(Backbone):
         hidden_size: width of the hidden states.
         intermediate_size: width of the feed-forward hidden layer.
         max_sequence_length: number of learned positions.
-        dropout: dropout on embeddings, sublayer outputs and attention probabilities.
+        dropout: dropout on embeddings, sublayer outputs and (unless
+            `attention_dropout` is given) attention probabilities.
+        attention_dropout: dropout on the attention probabilities; `None` uses
+            `dropout`. With 0, training calls reach the backend's fused attention
+            kernel (`keras.ops.dot_product_attention`, cuDNN flash attention on
+            JAX) instead of materializing the probabilities to drop them.
         layer_norm_epsilon: epsilon of every layer normalization.
         activation: feed-forward activation (GPT-2: tanh-approximated GELU).
         initializer_range: standard deviation of the weight initializers.
@@ -86,6 +91,7 @@ class Gpt(Backbone):
         intermediate_size: int,
         max_sequence_length: int = 1024,
         dropout: float = 0.1,
+        attention_dropout: float | None = None,
         layer_norm_epsilon: float = 1e-5,
         activation: str = "gelu_approximate",
         initializer_range: float = 0.02,
@@ -105,6 +111,7 @@ class Gpt(Backbone):
         self.intermediate_size = intermediate_size
         self.max_sequence_length = max_sequence_length
         self.dropout = dropout
+        self.attention_dropout = dropout if attention_dropout is None else attention_dropout
         self.layer_norm_epsilon = layer_norm_epsilon
         self.activation = activation
         self.initializer_range = initializer_range
@@ -129,6 +136,7 @@ class Gpt(Backbone):
                 intermediate_size,
                 activation=activation,
                 dropout=dropout,
+                attention_dropout=self.attention_dropout,
                 layer_norm_epsilon=layer_norm_epsilon,
                 normalize_first=True,
                 kernel_initializer=initializer,
@@ -213,6 +221,7 @@ class Gpt(Backbone):
             "intermediate_size": self.intermediate_size,
             "max_sequence_length": self.max_sequence_length,
             "dropout": self.dropout,
+            "attention_dropout": self.attention_dropout,
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "activation": self.activation,
             "initializer_range": self.initializer_range,

@@ -102,6 +102,29 @@ def test_config_round_trip():
     assert clone.get_config() == bert.get_config()
 
 
+def test_attention_dropout_defaults_to_dropout_and_round_trips():
+    bert = Bert(**TINY, dropout=0.1)
+    assert bert.attention_dropout == 0.1
+    bert = Bert(**TINY, dropout=0.1, attention_dropout=0.0)
+    assert [block.attention_dropout for block in bert.encoder_blocks] == [0.0, 0.0]
+    assert [block.dropout for block in bert.encoder_blocks] == [0.1, 0.1]
+    clone = Bert.from_config(bert.get_config())
+    assert clone.attention_dropout == 0.0 and clone.get_config() == bert.get_config()
+
+
+def test_no_attention_dropout_trains_through_the_fused_kernel(monkeypatch):
+    # With attention_dropout=0 a training call must not materialize the probabilities.
+    calls = []
+    fused = ops.dot_product_attention
+    monkeypatch.setattr(ops, "dot_product_attention",
+                        lambda *args, **kwargs: calls.append(1) or fused(*args, **kwargs))
+    Bert(**TINY, dropout=0.1, attention_dropout=0.0)(batch(), training=True)
+    assert len(calls) == TINY["num_layers"]
+    calls.clear()
+    Bert(**TINY, dropout=0.1)(batch(), training=True)
+    assert calls == []
+
+
 def test_save_and_load(tmp_path):
     bert = Bert(**TINY)
     expected = bert(batch())

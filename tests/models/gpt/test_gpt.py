@@ -106,3 +106,11 @@ def test_config_and_save_round_trip(tmp_path):
     other({"token_ids": ids()})
     other.load_weights(tmp_path / "lm.weights.h5")
     np.testing.assert_allclose(to_np(other({"token_ids": ids()})), expected, atol=1e-6)
+
+
+def test_attention_dropout_reaches_every_block_and_round_trips():
+    gpt = Gpt(**TINY, dropout=0.1, attention_dropout=0.0)
+    assert [block.attention_dropout for block in gpt.decoder_blocks] == [0.0, 0.0]
+    assert [block.dropout for block in gpt.decoder_blocks] == [0.1, 0.1]
+    assert Gpt.from_config(gpt.get_config()).attention_dropout == 0.0
+    assert Gpt(**TINY, dropout=0.1).attention_dropout == 0.1
