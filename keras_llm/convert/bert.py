@@ -209,10 +209,10 @@ def _check_unused(weights: WeightMap, allowed_prefixes=()) -> None:
 
 def _build_bert(config: dict, overrides: dict):
     from keras_llm.models import Bert
+    from keras_llm.models.backbone import override_config
 
     bert_args = {k: v for k, v in config.items() if k not in ("num_labels", "label_names")}
-    bert_args.update(overrides)
-    bert = Bert(**bert_args)
+    bert = Bert(**override_config(bert_args, overrides))
     bert.build({"token_ids": (None, None)})
     return bert
 

@@ -58,10 +58,11 @@ def load_gpt_backbone(path: str, **overrides):
     """A `Gpt` with the weights of a local HF GPT-2 folder; keyword arguments override the
     config (e.g. `dtype`, `dropout`)."""
     from keras_llm.models import Gpt
+    from keras_llm.models.backbone import override_config
 
     config, raw_weights = read_gpt_checkpoint(path)
     weights = WeightMap(raw_weights, path)
-    gpt = Gpt(**{**config, **overrides})
+    gpt = Gpt(**override_config(config, overrides))
     gpt.build({"token_ids": (None, None)})
 
     embeddings = gpt.embeddings

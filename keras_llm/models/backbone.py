@@ -11,6 +11,20 @@ from keras_llm.models.layout import get_layout_map
 from keras_llm.models.presets import get_preset
 
 
+def override_config(config: dict, overrides: dict) -> dict:
+    """`config` with `overrides` applied; a new `dropout` also sets `attention_dropout`.
+
+    A checkpoint's config names both rates (Hugging Face keeps them apart), but
+    `from_pretrained(path, dropout=0.0)` must still turn every dropout off: the
+    attention rate follows an overridden `dropout` unless it is overridden too.
+    """
+    merged = {**config, **overrides}
+    if "dropout" in overrides and "attention_dropout" not in overrides:
+        if "attention_dropout" in config:
+            merged["attention_dropout"] = overrides["dropout"]
+    return merged
+
+
 def base_dtype_policy(model: keras.Model) -> keras.DTypePolicy:
     """`model`'s own (unquantized) policy, also when it holds a `DTypePolicyMap`."""
     policy = model.dtype_policy
@@ -120,6 +134,4 @@ class Backbone(keras.Model):
     def from_preset(cls, name: str, **kwargs):
         """A randomly initialised model of a named size; keyword arguments override the
         preset's (e.g. `dtype`, `dropout`, `vocab_size`)."""
-        config = get_preset(cls.preset_family, name)
-        config.update(kwargs)
-        return cls(**config)
+        return cls(**override_config(get_preset(cls.preset_family, name), kwargs))

@@ -38,6 +38,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from keras_llm.models.backbone import override_config
 from keras_llm.models.bert.bert import Bert, unpack_bert_inputs
 from keras_llm.models.bert.bert_classifier import BertClassifier
 
@@ -390,7 +391,7 @@ def student_from_teacher(
         config.pop(key, None)
     config["num_layers"] = len(layers)
     if dropout is not None:
-        config["dropout"] = dropout
+        config = override_config(config, {"dropout": dropout})
     student = BertClassifier(
         Bert.from_config(config),
         num_classes=teacher.num_classes,

@@ -270,6 +270,11 @@ def test_dropout_rates_come_from_the_config(tmp_path, hf_dir):
     _edit_config(tmp_path / "m", hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.0)
     bert = Bert.from_pretrained(hf_dir)
     assert (bert.dropout, bert.attention_dropout) == (0.2, 0.0)
+    # An overridden dropout still turns every dropout off, unless both are given.
+    bert = Bert.from_pretrained(hf_dir, dropout=0.05)
+    assert (bert.dropout, bert.attention_dropout) == (0.05, 0.05)
+    bert = Bert.from_pretrained(hf_dir, dropout=0.05, attention_dropout=0.3)
+    assert (bert.dropout, bert.attention_dropout) == (0.05, 0.3)
 
 
 def test_missing_and_unknown_tensors(tmp_path, hf_dir):

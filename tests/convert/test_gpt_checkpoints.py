@@ -53,6 +53,8 @@ def test_dropout_rates_come_from_the_config(tmp_path):
     model.save_pretrained(tmp_path)
     gpt = Gpt.from_pretrained(str(tmp_path))
     assert (gpt.dropout, gpt.attention_dropout) == (0.2, 0.0)
+    gpt = Gpt.from_pretrained(str(tmp_path), dropout=0.0)
+    assert (gpt.dropout, gpt.attention_dropout) == (0.0, 0.0)
 
 
 def test_pytorch_bin_and_prefixless_keys(tmp_path):

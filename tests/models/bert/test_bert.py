@@ -110,6 +110,21 @@ def test_attention_dropout_defaults_to_dropout_and_round_trips():
     assert [block.dropout for block in bert.encoder_blocks] == [0.1, 0.1]
     clone = Bert.from_config(bert.get_config())
     assert clone.attention_dropout == 0.0 and clone.get_config() == bert.get_config()
+    tiny = Bert.from_preset("bert_tiny", dropout=0.0)
+    assert (tiny.dropout, tiny.attention_dropout) == (0.0, 0.0)
+    tiny = Bert.from_preset("bert_tiny", attention_dropout=0.0)
+    assert (tiny.dropout, tiny.attention_dropout) == (0.1, 0.0)
+
+
+def test_override_config_moves_attention_dropout_with_dropout():
+    from keras_llm.models.backbone import override_config
+
+    config = {"dropout": 0.1, "attention_dropout": 0.1, "num_layers": 2}
+    assert override_config(config, {"dropout": 0.0})["attention_dropout"] == 0.0
+    assert override_config(config, {"dropout": 0.0, "attention_dropout": 0.2}) == {
+        "dropout": 0.0, "attention_dropout": 0.2, "num_layers": 2}
+    assert override_config({"dropout": 0.1}, {"dropout": 0.0}) == {"dropout": 0.0}  # T5
+    assert override_config(config, {"num_layers": 1})["attention_dropout"] == 0.1
 
 
 def test_no_attention_dropout_trains_through_the_fused_kernel(monkeypatch):
