@@ -58,6 +58,16 @@ import jax, keras, keras_hub, torch, transformers
 print("jax", jax.__version__, jax.devices(), "| keras", keras.__version__, keras.backend.backend(),
       "| keras-hub", keras_hub.__version__, "| torch", torch.__version__,
       "cuda" if torch.cuda.is_available() else "cpu", "| transformers", transformers.__version__)
+try:  # Would Keras pick cuDNN's fused attention for BERT-base's shapes? (A private helper.)
+    import jax.numpy as jnp
+    from keras.src.backend.jax.nn import _can_use_flash_attention
+    heads = jnp.zeros((32, 128, 12, 64), jnp.bfloat16)
+    mask_bias = jnp.zeros((32, 1, 128, 128), jnp.bfloat16)
+    print("cuDNN flash attention, bf16 32x128x12x64: no mask",
+          _can_use_flash_attention(heads, heads, heads, None), "| mask as bias",
+          _can_use_flash_attention(heads, heads, heads, mask_bias))
+except Exception as error:
+    print("cuDNN flash attention check failed:", type(error).__name__, error)
 PY
 
 status=0
