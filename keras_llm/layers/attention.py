@@ -82,8 +82,9 @@ class MultiHeadAttention(keras.layers.Layer):
     projects the query from the decoder and a fused key/value from the encoder.
     With no attention dropout in play and no probabilities asked for, the layer
     calls `keras.ops.dot_product_attention`, which dispatches to the backend's
-    fused kernel (cuDNN flash attention on JAX/GPU); otherwise it computes the
-    softmax explicitly. The softmax always runs in float32.
+    fused kernel (cuDNN flash attention on JAX/GPU), with a causal mask passed as
+    the kernel's `is_causal` flag rather than a mask tensor; otherwise it computes
+    the softmax explicitly. The softmax always runs in float32.
 
     Args:
         num_heads: number of attention heads.
@@ -228,18 +229,24 @@ class MultiHeadAttention(keras.layers.Layer):
         batch_size = ops.shape(query_heads)[0]
         query_length = ops.shape(query_heads)[1]
         key_length = ops.shape(key_heads)[1]
+        needs_dropout = training and self.dropout > 0
+        use_fused_kernel = not (return_attention_scores or needs_dropout)
+        # A whole sequence attending to itself hands causality to the fused kernel as a
+        # flag: cuDNN then skips the blocks above the diagonal instead of reading a mask.
+        kernel_is_causal = (
+            use_fused_kernel and use_causal_mask and cache is None and not self.cross_attention
+        )
         mask = merge_attention_masks(
             batch_size,
             query_length,
             key_length,
             padding_mask=padding_mask,
             attention_mask=attention_mask,
-            use_causal_mask=use_causal_mask,
+            use_causal_mask=use_causal_mask and not kernel_is_causal,
             query_offset=0 if cache_update_index is None else cache_update_index,
         )
         scale = self.scale if self.scale is not None else 1.0 / float(self.head_size) ** 0.5
-        needs_dropout = training and self.dropout > 0
-        if return_attention_scores or needs_dropout:
+        if not use_fused_kernel:
             output, scores = self._explicit_attention(
                 query_heads, key_heads, value_heads, mask, attention_bias, scale, training
             )
@@ -251,6 +258,7 @@ class MultiHeadAttention(keras.layers.Layer):
                 bias=attention_bias,
                 mask=None if mask is None else mask[:, None, :, :],
                 scale=scale,
+                is_causal=kernel_is_causal,
             )
             scores = None
         output = ops.reshape(output, (batch_size, query_length, self.num_heads * self.head_size))

@@ -77,6 +77,35 @@ def test_causal_mask_hides_the_future(inputs):
     assert np.all(np.triu(to_np(scores)[0, 0], k=1) < 1e-7)
 
 
+@pytest.mark.parametrize("padding", [None, [[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0]]])
+def test_fused_kernel_gets_causality_as_a_flag(inputs, padding, monkeypatch):
+    layer = MultiHeadAttention(num_heads=2)
+    layer.build(inputs.shape)
+    calls = []
+    fused = ops.dot_product_attention
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return fused(*args, **kwargs)
+
+    monkeypatch.setattr(ops, "dot_product_attention", spy)
+    padding = None if padding is None else np.array(padding)
+    output = layer(inputs, padding_mask=padding, use_causal_mask=True)
+    causal = np.tril(np.ones((6, 6), bool))[None]
+    mask = causal if padding is None else causal & (padding[:, None, :] > 0)
+    expected, _ = reference_attention(layer, inputs, inputs, mask=np.broadcast_to(mask, (2, 6, 6)))
+    # Left padding leaves the first rows with no key at all; only real rows are compared.
+    real = np.ones((2, 6), bool) if padding is None else padding > 0
+    np.testing.assert_allclose(to_np(output)[real], expected[real], atol=1e-5)
+    assert calls[-1]["is_causal"] is True
+    if padding is None:
+        assert calls[-1]["mask"] is None
+    # Decoding against a cache keeps the explicit offset mask.
+    cache = np.zeros((2, 2, 6, 2, 8), "float32")
+    layer(inputs[:, :1], cache=cache, cache_update_index=0, use_causal_mask=True)
+    assert calls[-1]["is_causal"] is False
+
+
 def test_attention_bias_is_added_to_the_logits(inputs):
     layer = MultiHeadAttention(num_heads=2)
     bias = np.random.default_rng(1).normal(size=(1, 2, 6, 6)).astype("float32")
