@@ -21,6 +21,23 @@ def _reset_keras_state():
     keras.config.set_dtype_policy("float32")
 
 
+@pytest.fixture
+def attention_kernel_calls(monkeypatch) -> list[dict]:
+    """The keyword arguments of every `dot_product_attention` call, ours and Keras' own."""
+    from keras.src import ops as keras_src_ops  # What keras.layers.MultiHeadAttention calls.
+
+    calls = []
+    for module in (keras.ops, keras_src_ops):
+        fused = module.dot_product_attention
+
+        def spy(*args, _fused=fused, **kwargs):
+            calls.append(kwargs)
+            return _fused(*args, **kwargs)
+
+        monkeypatch.setattr(module, "dot_product_attention", spy)
+    return calls
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

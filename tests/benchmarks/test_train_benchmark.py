@@ -165,7 +165,7 @@ def test_attention_dropout_defaults_to_dropout():
         == 0.0
 
 
-def test_keras_hub_attention_dropout_is_set_on_every_attention_layer(monkeypatch):
+def test_keras_hub_attention_dropout_is_set_on_every_attention_layer(attention_kernel_calls):
     keras_hub = pytest.importorskip("keras_hub")
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=50, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16,
@@ -174,14 +174,10 @@ def test_keras_hub_attention_dropout_is_set_on_every_attention_layer(monkeypatch
               "padding_mask": np.ones((1, 8), "int32")}
     backbone(inputs)
     assert train.set_keras_attention_dropout(backbone, 0.0) == 2
-    from keras.src import ops as keras_src_ops  # What Keras' attention layer calls.
-
-    calls = []
-    fused = keras_src_ops.dot_product_attention
-    monkeypatch.setattr(keras_src_ops, "dot_product_attention",
-                        lambda *args, **kwargs: calls.append(1) or fused(*args, **kwargs))
+    attention_kernel_calls.clear()
     backbone(inputs, training=True)
-    assert len(calls) == 2  # Training reaches the fused kernel: no dropout on probabilities.
+    # Training reaches the fused kernel: no dropout on the probabilities.
+    assert len(attention_kernel_calls) == 2
     with pytest.raises(train.BenchmarkError, match="no keras.layers.MultiHeadAttention"):
         train.set_keras_attention_dropout(keras.Sequential([keras.layers.Dense(2)]), 0.0)
 

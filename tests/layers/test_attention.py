@@ -78,17 +78,10 @@ def test_causal_mask_hides_the_future(inputs):
 
 
 @pytest.mark.parametrize("padding", [None, [[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0]]])
-def test_fused_kernel_gets_causality_as_a_flag(inputs, padding, monkeypatch):
+def test_fused_kernel_gets_causality_as_a_flag(inputs, padding, attention_kernel_calls):
+    calls = attention_kernel_calls
     layer = MultiHeadAttention(num_heads=2)
     layer.build(inputs.shape)
-    calls = []
-    fused = ops.dot_product_attention
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs)
-        return fused(*args, **kwargs)
-
-    monkeypatch.setattr(ops, "dot_product_attention", spy)
     padding = None if padding is None else np.array(padding)
     output = layer(inputs, padding_mask=padding, use_causal_mask=True)
     causal = np.tril(np.ones((6, 6), bool))[None]

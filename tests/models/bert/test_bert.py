@@ -127,12 +127,9 @@ def test_override_config_moves_attention_dropout_with_dropout():
     assert override_config(config, {"num_layers": 1})["attention_dropout"] == 0.1
 
 
-def test_no_attention_dropout_trains_through_the_fused_kernel(monkeypatch):
+def test_no_attention_dropout_trains_through_the_fused_kernel(attention_kernel_calls):
     # With attention_dropout=0 a training call must not materialize the probabilities.
-    calls = []
-    fused = ops.dot_product_attention
-    monkeypatch.setattr(ops, "dot_product_attention",
-                        lambda *args, **kwargs: calls.append(1) or fused(*args, **kwargs))
+    calls = attention_kernel_calls
     Bert(**TINY, dropout=0.1, attention_dropout=0.0)(batch(), training=True)
     assert len(calls) == TINY["num_layers"]
     calls.clear()
