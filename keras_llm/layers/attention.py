@@ -86,6 +86,12 @@ class MultiHeadAttention(keras.layers.Layer):
     the kernel's `is_causal` flag rather than a mask tensor; otherwise it computes
     the softmax explicitly. The softmax always runs in float32.
 
+    For decoding, the key/value cache is a `(keys, values)` pair, each
+    `[batch, heads, max_length, head_size]`: in that layout, and as two buffers
+    rather than one stacked tensor, a one-token step reads the cache straight into
+    its two matmuls, where a `[batch, length, heads, head_size]` layout makes XLA
+    copy (transpose) every layer's whole cache at every step (benchmarks/NOTES.md).
+
     Args:
         num_heads: number of attention heads.
         head_size: size of each head's query/key/value; defaults to
@@ -186,7 +192,7 @@ class MultiHeadAttention(keras.layers.Layer):
             use_causal_mask: mask future keys (offset by `cache_update_index`).
             attention_bias: additive logits bias broadcastable to
                 `[batch, heads, query_length, key_length]` (T5's relative position bias).
-            cache: `[batch, 2, max_length, heads, head_size]` keys and values of
+            cache: `(keys, values)`, each `[batch, heads, max_length, head_size]`, of
                 earlier steps. The new keys/values are written at
                 `cache_update_index` and the query attends over the whole cache,
                 so `padding_mask` must then cover `max_length` keys. For
@@ -207,30 +213,46 @@ class MultiHeadAttention(keras.layers.Layer):
                 "This is a self-attention layer; build it with `cross_attention=True` "
                 "to attend to a second sequence."
             )
+        if cache is not None:
+            self._check_cache(cache)
+        # Keys and values read from a cache are [batch, heads, length, head_size].
+        keys_from_cache = cache is not None
         if self.cross_attention:
             (query_heads,) = self._split_heads(self.query_dense(query), 1)
             if cache is not None and key_value is None:
-                key_heads, value_heads = cache[:, 0], cache[:, 1]
+                key_heads, value_heads = cache
             else:
                 key_heads, value_heads = self._split_heads(self.key_value_dense(key_value), 2)
+                keys_from_cache = False
                 if cache is not None:
-                    cache = ops.stack((key_heads, value_heads), axis=1)
+                    cache = (_heads_first(key_heads), _heads_first(value_heads))
         else:
             query_heads, key_heads, value_heads = self._split_heads(self.qkv_dense(query), 3)
             if cache is not None:
                 if cache_update_index is None:
                     raise ValueError("A self-attention `cache` needs `cache_update_index`.")
-                # One in-place write of the new entries; XLA keeps the cache buffer.
-                new_entries = ops.stack((key_heads, value_heads), axis=1)
-                new_entries = ops.cast(new_entries, cache.dtype)
-                cache = ops.slice_update(cache, [0, 0, cache_update_index, 0, 0], new_entries)
-                key_heads, value_heads = cache[:, 0], cache[:, 1]
+                # In-place writes of the new entries; XLA keeps the two cache buffers.
+                start = [0, 0, cache_update_index, 0]
+                cache = tuple(
+                    ops.slice_update(buffer, start, ops.cast(_heads_first(new), buffer.dtype))
+                    for buffer, new in zip(cache, (key_heads, value_heads), strict=True)
+                )
+                key_heads, value_heads = cache
 
         batch_size = ops.shape(query_heads)[0]
         query_length = ops.shape(query_heads)[1]
-        key_length = ops.shape(key_heads)[1]
+        key_length = ops.shape(key_heads)[2 if keys_from_cache else 1]
         needs_dropout = training and self.dropout > 0
         use_fused_kernel = not (return_attention_scores or needs_dropout)
+        if keys_from_cache:
+            if use_fused_kernel and query_heads.shape[1] != 1:
+                # A multi-token pass over the cache (a prompt) is worth the fused kernel,
+                # which takes [batch, length, heads, head_size]: one transpose per prompt.
+                key_heads, value_heads = _heads_first(key_heads), _heads_first(value_heads)
+                keys_from_cache = False
+            else:
+                # A one-token step reads the cache as it lies, in two small matmuls.
+                use_fused_kernel = False
         # A whole sequence attending to itself hands causality to the fused kernel as a
         # flag: cuDNN then skips the blocks above the diagonal instead of reading a mask.
         kernel_is_causal = (
@@ -248,7 +270,8 @@ class MultiHeadAttention(keras.layers.Layer):
         scale = self.scale if self.scale is not None else 1.0 / float(self.head_size) ** 0.5
         if not use_fused_kernel:
             output, scores = self._explicit_attention(
-                query_heads, key_heads, value_heads, mask, attention_bias, scale, training
+                query_heads, key_heads, value_heads, mask, attention_bias, scale, training,
+                keys_heads_first=keys_from_cache,
             )
         else:
             output = ops.dot_product_attention(
@@ -270,8 +293,8 @@ class MultiHeadAttention(keras.layers.Layer):
             results.append(scores)
         return results[0] if len(results) == 1 else tuple(results)
 
-    def compute_key_value_cache(self, key_value):
-        """Cross-attention keys and values of `key_value`, `[batch, 2, seq, heads, head_size]`.
+    def compute_key_value_cache(self, key_value) -> tuple:
+        """Cross-attention `(keys, values)` of `key_value`, each `[batch, heads, seq, head_size]`.
 
         Computed once per encoder output and passed back as `cache`, so a decoder
         does not re-project the encoder states at every generated token.
@@ -279,10 +302,31 @@ class MultiHeadAttention(keras.layers.Layer):
         if not self.cross_attention:
             raise ValueError("Only a cross-attention layer has a fixed key/value cache.")
         key, value = self._split_heads(self.key_value_dense(key_value), 2)
-        return ops.stack((key, value), axis=1)
+        return _heads_first(key), _heads_first(value)
 
-    def _explicit_attention(self, query, key, value, mask, bias, scale, training):
-        logits = ops.einsum("btnh,bsnh->bnts", query, key)
+    def _check_cache(self, cache) -> None:
+        if not (isinstance(cache, (tuple, list)) and len(cache) == 2):
+            raise ValueError(
+                "`cache` must be a (keys, values) pair, each [batch, heads, max_length, "
+                f"head_size]; received {type(cache).__name__}. Build one with the model's "
+                "`initial_cache` (or `compute_key_value_cache` for cross-attention)."
+            )
+        for buffer in cache:
+            expected = (self.num_heads, None, self.head_size)
+            if len(buffer.shape) != 4 or any(
+                want is not None and got is not None and got != want
+                for got, want in zip(buffer.shape[1:], expected, strict=True)
+            ):
+                raise ValueError(
+                    f"A cache buffer has shape {tuple(buffer.shape)}; this layer needs "
+                    f"[batch, {self.num_heads} heads, max_length, {self.head_size}]."
+                )
+
+    def _explicit_attention(
+        self, query, key, value, mask, bias, scale, training, keys_heads_first=False
+    ):
+        keys = "bnsh" if keys_heads_first else "bsnh"
+        logits = ops.einsum(f"btnh,{keys}->bnts", query, key)
         # Softmax in float32 even under mixed precision: float16 logits overflow.
         logits = ops.cast(logits, "float32") * scale
         if bias is not None:
@@ -291,7 +335,7 @@ class MultiHeadAttention(keras.layers.Layer):
             logits = ops.where(mask[:, None, :, :], logits, -1e9)
         probabilities = ops.softmax(logits, axis=-1)
         dropped = self.dropout_layer(ops.cast(probabilities, self.compute_dtype), training=training)
-        output = ops.einsum("bnts,bsnh->btnh", dropped, value)
+        output = ops.einsum(f"bnts,{keys}->btnh", dropped, value)
         return output, probabilities
 
     def compute_output_shape(self, query_shape, key_value_shape=None):
@@ -309,3 +353,8 @@ class MultiHeadAttention(keras.layers.Layer):
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
         )
         return config
+
+
+def _heads_first(x):
+    """`[batch, length, heads, head_size]` <-> `[batch, heads, length, head_size]`."""
+    return ops.transpose(x, (0, 2, 1, 3))

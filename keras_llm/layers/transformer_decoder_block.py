@@ -85,8 +85,9 @@ class TransformerDecoderBlock(TransformerBlock):
             padding_mask: `[batch, seq]` (or `[batch, cache_length]` with a cache).
             encoder_padding_mask: `[batch, encoder_seq]`.
             attention_bias: added to the self-attention logits (T5's position bias).
-            cache: this block's self-attention cache `[batch, 2, max_length, heads,
-                head_size]`; the output is then `(outputs, updated_cache)`.
+            cache: this block's self-attention cache, a `(keys, values)` pair of
+                `[batch, heads, max_length, head_size]`; the output is then
+                `(outputs, updated_cache)`.
             cache_update_index: position of the first of `inputs` in the cache.
             cross_attention_cache: the encoder's keys and values for this block
                 (`cross_attention_layer.compute_key_value_cache`), used instead of

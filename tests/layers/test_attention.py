@@ -93,10 +93,14 @@ def test_fused_kernel_gets_causality_as_a_flag(inputs, padding, attention_kernel
     assert calls[-1]["is_causal"] is True
     if padding is None:
         assert calls[-1]["mask"] is None
-    # Decoding against a cache keeps the explicit offset mask.
-    cache = np.zeros((2, 2, 6, 2, 8), "float32")
-    layer(inputs[:, :1], cache=cache, cache_update_index=0, use_causal_mask=True)
-    assert calls[-1]["is_causal"] is False
+    # Against a cache, a prompt goes to the kernel with the explicit offset mask; a
+    # one-token step reads the heads-first cache in its own two matmuls instead.
+    cache = (np.zeros((2, 2, 6, 8), "float32"),) * 2
+    count = len(calls)
+    _, cache = layer(inputs[:, :3], cache=cache, cache_update_index=0, use_causal_mask=True)
+    assert len(calls) == count + 1 and calls[-1]["is_causal"] is False
+    layer(inputs[:, 3:4], cache=cache, cache_update_index=3, use_causal_mask=True)
+    assert len(calls) == count + 1
 
 
 def test_attention_bias_is_added_to_the_logits(inputs):
@@ -120,19 +124,31 @@ def test_cross_attention(inputs):
         layer(inputs)
 
 
-def test_key_value_cache_matches_full_causal_pass(inputs):
+@pytest.mark.parametrize("return_scores", [False, True])
+def test_key_value_cache_matches_full_causal_pass(inputs, return_scores):
+    # With scores asked for, the prompt too is computed explicitly on the heads-first cache.
     layer = MultiHeadAttention(num_heads=4)
     full = to_np(layer(inputs, use_causal_mask=True))
-    cache = np.zeros((2, 2, 6, 4, 4), "float32")
+    cache = (np.zeros((2, 4, 6, 4), "float32"),) * 2
     # Prefill three tokens, then decode one token at a time.
-    out, cache = layer(inputs[:, :3], cache=cache, cache_update_index=0, use_causal_mask=True)
-    steps = [to_np(out)]
-    for i in range(3, 6):
-        out, cache = layer(
-            inputs[:, i : i + 1], cache=cache, cache_update_index=i, use_causal_mask=True
+    steps = []
+    for start, end in [(0, 3), (3, 4), (4, 5), (5, 6)]:
+        out, cache, *_ = layer(
+            inputs[:, start:end], cache=cache, cache_update_index=start, use_causal_mask=True,
+            return_attention_scores=return_scores,
         )
         steps.append(to_np(out))
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
+    assert [tuple(buffer.shape) for buffer in cache] == [(2, 4, 6, 4)] * 2
+
+
+def test_bad_cache_raises(inputs):
+    layer = MultiHeadAttention(num_heads=4)
+    with pytest.raises(ValueError, match=r"\(keys, values\) pair"):
+        layer(inputs[:, :1], cache=np.zeros((2, 2, 6, 4, 4), "float32"), cache_update_index=0)
+    with pytest.raises(ValueError, match="4 heads"):
+        layer(inputs[:, :1], cache=(np.zeros((2, 6, 4, 4), "float32"),) * 2,
+              cache_update_index=0)
 
 
 @pytest.mark.parametrize(

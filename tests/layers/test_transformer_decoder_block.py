@@ -27,7 +27,7 @@ def test_causal(inputs, normalize_first):
 def test_cache_matches_full_pass(inputs):
     block = TransformerDecoderBlock(4, 32)
     full = to_np(block(inputs))
-    cache = np.zeros((2, 2, 6, 4, 4), "float32")
+    cache = (np.zeros((2, 4, 6, 4), "float32"),) * 2
     out, cache = block(inputs[:, :2], cache=cache, cache_update_index=0)
     pieces = [to_np(out)]
     for i in range(2, 6):

@@ -182,14 +182,17 @@ class Gpt(Backbone):
         return self.final_norm(x)
 
     def initial_cache(self, batch_size: int, max_length: int) -> list:
-        """Zeroed key/value caches, one `[batch, 2, max_length, heads, head_size]` per layer."""
+        """Zeroed caches: per layer `(keys, values)`, each `[batch, heads, length, head_size]`."""
         if max_length > self.max_sequence_length:
             raise ValueError(
                 f"A cache of {max_length} positions exceeds max_sequence_length="
                 f"{self.max_sequence_length}."
             )
-        shape = (batch_size, 2, max_length, self.num_heads, self.head_size)
-        return [ops.zeros(shape, dtype=self.compute_dtype) for _ in range(self.num_layers)]
+        shape = (batch_size, self.num_heads, max_length, self.head_size)
+        return [
+            (ops.zeros(shape, self.compute_dtype), ops.zeros(shape, self.compute_dtype))
+            for _ in range(self.num_layers)
+        ]
 
     def call_with_cache(self, token_ids, cache: list, cache_update_index, padding_mask=None):
         """Runs `token_ids` `[batch, n]` at positions `cache_update_index ...`.

@@ -265,16 +265,20 @@ class T5(Backbone):
                 "decoder_sequence_output": decoder_output}
 
     def cross_attention_cache(self, encoder_output) -> list:
-        """Per decoder block, the encoder's keys and values `[batch, 2, seq, heads, d_kv]`."""
+        """Per decoder block, the encoder's `(keys, values)`, each `[batch, heads, seq, d_kv]`."""
         return [
             block.cross_attention_layer.compute_key_value_cache(encoder_output)
             for block in self.decoder_blocks
         ]
 
     def initial_cache(self, batch_size: int, max_length: int) -> list:
-        """Zeroed self-attention caches, one `[batch, 2, max_length, heads, d_kv]` per block."""
-        shape = (batch_size, 2, max_length, self.num_heads, self.key_value_size)
-        return [ops.zeros(shape, self.compute_dtype) for _ in range(self.num_decoder_layers)]
+        """Zeroed self-attention caches, per block a `(keys, values)` pair of
+        `[batch, heads, max_length, d_kv]`."""
+        shape = (batch_size, self.num_heads, max_length, self.key_value_size)
+        return [
+            (ops.zeros(shape, self.compute_dtype), ops.zeros(shape, self.compute_dtype))
+            for _ in range(self.num_decoder_layers)
+        ]
 
     def decode_with_cache(self, token_ids, self_cache: list, cross_cache: list,
                           encoder_padding_mask, cache_update_index):
@@ -282,7 +286,7 @@ class T5(Backbone):
 
         Returns `(hidden_states [batch, n, hidden], updated self-attention caches)`.
         """
-        key_length = ops.shape(self_cache[0])[2]
+        key_length = ops.shape(self_cache[0][0])[2]
         bias = self.decoder_position_bias(
             query_length=ops.shape(token_ids)[1], key_length=key_length,
             query_offset=cache_update_index,

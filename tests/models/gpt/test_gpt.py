@@ -1,3 +1,5 @@
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -39,6 +41,44 @@ def test_cached_logits_equal_full_forward_at_every_step():
         hidden, cache = gpt.call_with_cache(token_ids[:, i : i + 1], cache, i)
         steps.append(to_np(lm.logits(hidden)))
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-4)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax",
+                    reason="reads the optimized HLO of a jax.jit; run_all.sh runs this on JAX")
+def test_decode_loop_reads_the_cache_in_place():
+    """Inside XLA's decode loop the only cache-sized results are the one-slot writes.
+
+    A `[batch, length, heads, head_size]` cache made XLA transpose (and slice) every
+    layer's whole cache at every step before its two matmuls.
+    """
+    import jax
+
+    batch, length = 3, 40
+    gpt = Gpt(vocab_size=97, num_layers=2, num_heads=4, hidden_size=64, intermediate_size=64,
+              max_sequence_length=length)
+    gpt.build({"token_ids": (batch, length)})
+    variables = gpt.variables
+
+    def decode(values, token_ids):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+            def step(index, cache):
+                one_token = ops.slice(token_ids, [0, index], [batch, 1])
+                return gpt.call_with_cache(one_token, cache, index)[1]
+
+            return ops.fori_loop(0, length, step, gpt.initial_cache(batch, length))
+
+    hlo = jax.jit(decode).lower([v.value for v in variables], ids(batch, length)).compile()
+    text = hlo.as_text()
+    body = re.search(r"body=(%[\w.\-]+)", text).group(1)
+    body_text = re.search(re.escape(body) + r" \(.*?\n}", text, re.S).group(0)
+    cache_size = batch * 4 * length * 16  # one buffer: [batch, heads, length, head_size]
+    producers = []
+    for shape, opcode in re.findall(r"= \w+\[([\d,]+)\]\{[^}]*\} ([\w\-]+)\(", body_text):
+        if np.prod([int(d) for d in shape.split(",")]) == cache_size and opcode not in (
+            "parameter", "get-tuple-element", "bitcast"
+        ):
+            producers.append(opcode)
+    assert producers == ["fusion"] * 4, producers  # keys and values of two layers
 
 
 def test_presets():
