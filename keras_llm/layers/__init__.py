@@ -1,6 +1,10 @@
 """Backend-agnostic Transformer building blocks (`keras.ops` only)."""
 
-from keras_llm.layers.attention import MultiHeadAttention, merge_attention_masks
+from keras_llm.layers.attention import (
+    MultiHeadAttention,
+    empty_key_value_cache,
+    merge_attention_masks,
+)
 from keras_llm.layers.embeddings import Embeddings, check_token_ids, project_onto_embeddings
 from keras_llm.layers.feed_forward import FeedForward, get_activation
 from keras_llm.layers.masked_lm_head import MaskedLMHead
@@ -25,6 +29,7 @@ __all__ = [
     "TransformerDecoderBlock",
     "TransformerEncoderBlock",
     "check_token_ids",
+    "empty_key_value_cache",
     "get_activation",
     "merge_attention_masks",
     "project_onto_embeddings",

@@ -65,6 +65,20 @@ def merge_attention_masks(
     return mask
 
 
+def empty_key_value_cache(batch_size, num_heads: int, max_length: int, head_size: int,
+                          dtype) -> tuple:
+    """A zeroed `(keys, values)` cache for `MultiHeadAttention`, each
+    `[batch, heads, max_length, head_size]`.
+
+    Example:
+    >>> keys, values = empty_key_value_cache(2, 4, 16, 8, "float32")
+    >>> tuple(keys.shape)
+    (2, 4, 16, 8)
+    """
+    shape = (batch_size, num_heads, max_length, head_size)
+    return ops.zeros(shape, dtype), ops.zeros(shape, dtype)
+
+
 def _check_static_dim(actual, expected, name: str, what: str) -> None:
     if isinstance(actual, int) and isinstance(expected, int) and actual != expected:
         raise ValueError(
@@ -216,14 +230,14 @@ class MultiHeadAttention(keras.layers.Layer):
         if cache is not None:
             self._check_cache(cache)
         # Keys and values read from a cache are [batch, heads, length, head_size].
-        keys_from_cache = cache is not None
+        keys_from_cache = False
         if self.cross_attention:
             (query_heads,) = self._split_heads(self.query_dense(query), 1)
             if cache is not None and key_value is None:
                 key_heads, value_heads = cache
+                keys_from_cache = True
             else:
                 key_heads, value_heads = self._split_heads(self.key_value_dense(key_value), 2)
-                keys_from_cache = False
                 if cache is not None:
                     cache = (_heads_first(key_heads), _heads_first(value_heads))
         else:
@@ -238,6 +252,7 @@ class MultiHeadAttention(keras.layers.Layer):
                     for buffer, new in zip(cache, (key_heads, value_heads), strict=True)
                 )
                 key_heads, value_heads = cache
+                keys_from_cache = True
 
         batch_size = ops.shape(query_heads)[0]
         query_length = ops.shape(query_heads)[1]
@@ -311,8 +326,8 @@ class MultiHeadAttention(keras.layers.Layer):
                 f"head_size]; received {type(cache).__name__}. Build one with the model's "
                 "`initial_cache` (or `compute_key_value_cache` for cross-attention)."
             )
+        expected = (self.num_heads, None, self.head_size)
         for buffer in cache:
-            expected = (self.num_heads, None, self.head_size)
             if len(buffer.shape) != 4 or any(
                 want is not None and got is not None and got != want
                 for got, want in zip(buffer.shape[1:], expected, strict=True)

@@ -4,9 +4,13 @@ with a final layer normalization (Radford et al., 2019)."""
 from __future__ import annotations
 
 import keras
-from keras import ops
 
-from keras_llm.layers import Embeddings, TransformerDecoderBlock, rematerialized_call
+from keras_llm.layers import (
+    Embeddings,
+    TransformerDecoderBlock,
+    empty_key_value_cache,
+    rematerialized_call,
+)
 from keras_llm.models.backbone import Backbone, resolve_quantized_policies
 from keras_llm.models.gpt.gpt_presets import GPT_PRESETS
 from keras_llm.models.presets import register_presets
@@ -188,9 +192,10 @@ class Gpt(Backbone):
                 f"A cache of {max_length} positions exceeds max_sequence_length="
                 f"{self.max_sequence_length}."
             )
-        shape = (batch_size, self.num_heads, max_length, self.head_size)
         return [
-            (ops.zeros(shape, self.compute_dtype), ops.zeros(shape, self.compute_dtype))
+            empty_key_value_cache(
+                batch_size, self.num_heads, max_length, self.head_size, self.compute_dtype
+            )
             for _ in range(self.num_layers)
         ]
 

@@ -11,6 +11,7 @@ from keras_llm.layers import (
     RMSNormalization,
     TransformerDecoderBlock,
     TransformerEncoderBlock,
+    empty_key_value_cache,
 )
 from keras_llm.layers.embeddings import check_token_ids
 from keras_llm.models.backbone import Backbone, resolve_quantized_policies
@@ -274,9 +275,10 @@ class T5(Backbone):
     def initial_cache(self, batch_size: int, max_length: int) -> list:
         """Zeroed self-attention caches, per block a `(keys, values)` pair of
         `[batch, heads, max_length, d_kv]`."""
-        shape = (batch_size, self.num_heads, max_length, self.key_value_size)
         return [
-            (ops.zeros(shape, self.compute_dtype), ops.zeros(shape, self.compute_dtype))
+            empty_key_value_cache(
+                batch_size, self.num_heads, max_length, self.key_value_size, self.compute_dtype
+            )
             for _ in range(self.num_decoder_layers)
         ]
 
