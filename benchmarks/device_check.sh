@@ -17,7 +17,11 @@
 #      dropout 0.1: keras-llm, keras-hub, Hugging Face (SDPA, torch.compile).
 #   2. generate.json: GPT-2 124M greedy decoding, prompt 32 + 128 new tokens, batch 1 and 16,
 #      bfloat16: keras-llm, keras-hub, Hugging Face.
-#   3. train_bert_attention_dropout0.json: step 1 with attention-probability dropout 0 in both
+#   3. decode_hlo.json: from XLA's optimized HLO of step 2's decode loops, the kernels each
+#      generated token launches and the bytes it copies, per library and batch size
+#      (benchmarks/hlo_census.py): batch 1 is launch-bound, so this says where the time goes.
+#      decode_hlo_text.tar.gz holds those modules' HLO text.
+#   4. train_bert_attention_dropout0.json: step 1 with attention-probability dropout 0 in both
 #      Keras libraries, so training reaches cuDNN's fused attention (benchmarks/NOTES.md).
 #
 # DEVICE_CHECK_WHEELS names another wheel folder (default .whl; none there: nothing installed).
@@ -44,14 +48,14 @@ if [ "${DEVICE_CHECK_SMOKE:-0}" = 1 ]; then
     train_budget=(--steps=2 --warmup=1 --repeats=2)
     gpt=(--size=gpt2_tiny --dtype=float32 --prompt_length=4 --max_new_tokens=4 --repeats=2)
     torch_compile=()
-    limits=(300 300 300)
+    limits=(300 300 60 300)
 else
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
     bert=(--size=bert_base --batch_size=32 --sequence_length=128 --dtype=mixed_bfloat16)
     torch_compile=(--torch_compile)
     train_budget=(--steps=20 --warmup=5 --repeats=3)
     gpt=(--size=gpt2_small --dtype=bfloat16 --prompt_length=32 --max_new_tokens=128 --repeats=3)
-    limits=(230 170 110)
+    limits=(230 170 20 110)
 fi
 python3 - <<'PY' || exit 1
 import jax, keras, keras_hub, torch, transformers
@@ -82,9 +86,17 @@ step() {  # step NAME LIMIT_S COMMAND...: one measurement under a time limit.
 step train_bert "${limits[0]}" python3 -m benchmarks.train --model=bert "${bert[@]}" \
     "${train_budget[@]}" --schedule=sequential --jit_compile=true "${torch_compile[@]}" \
     --libraries=keras_llm,keras_hub,huggingface --output="$OUT/train_bert.json"
-step generate "${limits[1]}" python3 -m benchmarks.generate "${gpt[@]}" --batch_sizes=1,16 \
+hlo_dump=$(mktemp -d /tmp/device_check_hlo.XXXXXX)  # one per run: runs may overlap
+step generate "${limits[1]}" \
+    env XLA_FLAGS="${XLA_FLAGS:-} --xla_dump_to=$hlo_dump --xla_dump_hlo_as_text" \
+    python3 -m benchmarks.generate "${gpt[@]}" --batch_sizes=1,16 \
     --libraries=keras_llm,keras_hub,huggingface --output="$OUT/generate.json"
-step train_bert_attention_dropout0 "${limits[2]}" python3 -m benchmarks.train --model=bert \
+# The census, and the decode modules' HLO itself (a few hundred kB gzipped) to read again later.
+step decode_hlo "${limits[2]}" bash -c 'python3 -m benchmarks.hlo_census "$1" \
+    --output="$2/decode_hlo.json" && cd "$1" && tar czf "$2/decode_hlo_text.tar.gz" \
+    $(ls | grep -E "(stateless|generate).*after_optimizations.txt$")' _ "$hlo_dump" "$OUT"
+rm -rf "$hlo_dump"
+step train_bert_attention_dropout0 "${limits[3]}" python3 -m benchmarks.train --model=bert \
     "${bert[@]}" "${train_budget[@]}" --schedule=sequential --jit_compile=true \
     --attention_dropout=0 --libraries=keras_llm,keras_hub \
     --output="$OUT/train_bert_attention_dropout0.json"
