@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: timing, environment description, tables, JSON."""
+"""Helpers shared by the benchmark scripts: errors, timing, the environment, tables, JSON."""
 
 from __future__ import annotations
 
@@ -12,6 +12,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+
+class BenchmarkError(RuntimeError):
+    """A library failed (a wrong output, a NaN loss) or the settings cannot run; the script
+    prints it and exits non-zero."""
+
 
 # Distributions whose versions a result file records, when installed.
 _DISTRIBUTIONS = (

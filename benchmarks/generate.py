@@ -1,10 +1,12 @@
-"""Greedy decoding throughput: keras-llm's GPT next to keras-hub's GPT2CausalLM (and Hugging Face).
+"""Greedy decoding throughput: keras-llm next to keras-hub (and Hugging Face), GPT-2 or T5.
 
 What is measured: for each library and batch size, the wall-clock time of one `generate` call
 that continues `batch` random prompts of `--prompt_length` tokens by exactly `--max_new_tokens`
 tokens with greedy decoding (no stop tokens, so every row runs every step). All libraries get the
 same architecture (read from a keras-llm preset), the same dtype, the same prompt tokens and the
 same number of new tokens; weights are random (throughput does not depend on their values).
+
+`--model=gpt` (default): GPT-2 continues the prompts.
 
 - keras-llm: `GptCausalLM.generate(ids, max_new_tokens, strategy="greedy")`, the whole loop
   XLA-compiled once per shape.
@@ -16,18 +18,33 @@ same number of new tokens; weights are random (throughput does not depend on the
 - Hugging Face (optional, `--libraries=...,huggingface`): `GPT2LMHeadModel.generate(...,
   do_sample=False, min_new_tokens=max_new_tokens)` in eager PyTorch, on CUDA when available.
 
+`--model=t5`: a T5 v1.0 encoder-decoder reads the prompts (the encoder input) and writes
+`--max_new_tokens` decoder tokens after the start token 0; the encoder runs once per call.
+
+- keras-llm: `T5Seq2SeqLM(T5.from_preset(size)).generate(ids, max_new_tokens, "greedy",
+  stop_token_ids=())`: a static self-attention cache and cross-attention keys and values
+  computed once, one compiled loop.
+- keras-hub: `T5Seq2SeqLM(T5Backbone(...), preprocessor=None)` compiled with
+  `sampler="greedy"`, `generate({"encoder_token_ids", "encoder_padding_mask",
+  "decoder_token_ids", "decoder_padding_mask"}, stop_token_ids=None)` on a decoder buffer of
+  `1 + max_new_tokens` positions whose mask covers the start token.
+- Hugging Face: `T5ForConditionalGeneration.generate(..., do_sample=False,
+  min_new_tokens=max_new_tokens)`.
+
 The first call of each (library, batch size) compiles and is timed on its own ("compile s");
 then `--repeats` calls are timed, each ending with the output copied to a NumPy array so that
 asynchronous backends have finished. Reported: new tokens per second (`batch * max_new_tokens /
 seconds`; median, min and max over the repeats), milliseconds per decoding step (one new token
 for every row), and the speed-up of the median over keras-hub's at the same batch size. Every
-output is checked: shape `[batch, prompt_length + max_new_tokens]`, the prompt kept, and (for
-keras-hub) every position after the prompt written by the model. A failed check exits non-zero.
+output is checked: its shape (GPT: `[batch, prompt_length + max_new_tokens]` with the prompt
+kept; T5: `[batch, max_new_tokens]` new tokens), and for keras-hub every position after the
+prompt written by the model. A failed check exits non-zero.
 
 Run from the repository root:
 
     KERAS_BACKEND=tensorflow python -m benchmarks.generate --size=gpt2_small --batch_sizes=1,16
     KERAS_BACKEND=jax python benchmarks/generate.py --size=gpt2_tiny --repeats=3
+    python -m benchmarks.generate --model=t5 --size=t5_small --batch_sizes=1,16
     python -m benchmarks.generate --dtype=bfloat16 --libraries=keras_llm,keras_hub,huggingface
 
 A table is printed and every figure, the settings, library versions, backend and device are
@@ -42,6 +59,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 if __package__ in (None, ""):  # Run as `python benchmarks/generate.py`.
@@ -53,6 +71,7 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import numpy as np  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
+    BenchmarkError,
     comma_separated,
     comma_separated_ints,
     environment,
@@ -63,27 +82,18 @@ from benchmarks.common import (  # noqa: E402
     time_call,
     write_json,
 )
+from benchmarks.peers import (  # noqa: E402
+    DEFAULT_SIZES,
+    FAMILIES,
+    GENERATIVE_MODELS,
+    huggingface_config,
+    keras_hub_backbone,
+    model_shape,
+)
 
 LIBRARIES = ("keras_llm", "keras_hub", "huggingface")
 DEFAULT_OUTPUT = "benchmarks/results/generate.json"
-
-
-class BenchmarkError(RuntimeError):
-    """A library produced a wrong output; the benchmark exits non-zero."""
-
-
-@dataclass
-class Shape:
-    """The GPT-2 architecture every library builds."""
-
-    vocab_size: int
-    num_layers: int
-    num_heads: int
-    hidden_size: int
-    intermediate_size: int
-    max_sequence_length: int
-    layer_norm_epsilon: float
-    num_parameters: int = 0
+DECODER_START_ID = 0  # T5's decoder start (and pad) token, in every library.
 
 
 @dataclass
@@ -102,10 +112,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n", 1)[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--size", default="gpt2_small",
-                        help="keras-llm Gpt preset whose shape every library builds")
+    parser.add_argument("--model", choices=GENERATIVE_MODELS, default="gpt",
+                        help="gpt continues the prompts; t5 reads them and writes new tokens")
+    parser.add_argument("--size", default=None,
+                        help="keras-llm preset whose shape every library builds; unset: "
+                             + ", ".join(f"{m}: {DEFAULT_SIZES[m]}" for m in GENERATIVE_MODELS))
     parser.add_argument("--batch_sizes", type=comma_separated_ints, default="1,16")
-    parser.add_argument("--prompt_length", type=int, default=32)
+    parser.add_argument("--prompt_length", type=int, default=32,
+                        help="prompt tokens (T5: encoder input tokens)")
     parser.add_argument("--max_new_tokens", type=int, default=128)
     parser.add_argument("--dtype", default="float32",
                         help="dtype policy of every model: float32, bfloat16, float16, "
@@ -118,6 +132,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the prompts and weights")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="JSON result file")
     args = parser.parse_args(argv)
+    args.size = args.size or DEFAULT_SIZES[args.model]
     unknown = sorted(set(args.libraries) - set(LIBRARIES))
     if unknown or not args.libraries:
         parser.error(f"--libraries must name some of {LIBRARIES}; got {args.libraries}")
@@ -137,28 +152,49 @@ def _base_dtype(dtype: str) -> str:
     return dtype.removeprefix("mixed_")
 
 
+def output_shape(args: argparse.Namespace, batch: int) -> tuple[int, int]:
+    """GPT returns prompt and continuation; T5 only the new decoder tokens."""
+    if args.model == "t5":
+        return (batch, args.max_new_tokens)
+    return (batch, args.prompt_length + args.max_new_tokens)
+
+
+def _check_lengths(args: argparse.Namespace, shape: SimpleNamespace) -> None:
+    limit = shape.max_sequence_length
+    lengths = ({"prompt_length (the encoder input)": args.prompt_length,
+                "1 + max_new_tokens (the decoder)": 1 + args.max_new_tokens}
+               if args.model == "t5"
+               else {"prompt_length + max_new_tokens": args.prompt_length + args.max_new_tokens})
+    for what, length in lengths.items():
+        if length > limit:
+            raise BenchmarkError(f"{what} = {length} exceeds {args.size}'s {limit} positions.")
+
+
 # keras-llm.
 
 
-def keras_llm_runner(args: argparse.Namespace) -> tuple[Runner, Shape]:
+def keras_llm_runner(args: argparse.Namespace) -> tuple[Runner, SimpleNamespace]:
+    """keras-llm's model, and its architecture (`model_shape`) for the other libraries."""
     import keras
 
     import keras_llm
 
     keras.utils.set_random_seed(args.seed)
-    gpt = keras_llm.models.Gpt.from_preset(args.size, dropout=0.0, dtype=args.dtype)
-    lm = keras_llm.models.GptCausalLM(gpt)
-    lm({"token_ids": np.zeros((1, 2), "int32")})  # Builds the weights.
-    shape = Shape(
-        vocab_size=gpt.vocab_size,
-        num_layers=gpt.num_layers,
-        num_heads=gpt.num_heads,
-        hidden_size=gpt.hidden_size,
-        intermediate_size=gpt.intermediate_size,
-        max_sequence_length=gpt.max_sequence_length,
-        layer_norm_epsilon=gpt.layer_norm_epsilon,
-        num_parameters=int(lm.count_params()),
-    )
+    family = getattr(keras_llm.models, FAMILIES[args.model])
+    backbone = family.from_preset(args.size, dropout=0.0, dtype=args.dtype)
+    if args.model == "gpt":
+        lm = keras_llm.models.GptCausalLM(backbone)
+        lm({"token_ids": np.zeros((1, 2), "int32")})  # Builds the weights.
+        stop_token_ids = None  # GptCausalLM stops on nothing unless asked.
+    else:
+        lm = keras_llm.models.T5Seq2SeqLM(backbone)
+        lm({"encoder_token_ids": np.ones((1, 2), "int32"),
+            "encoder_padding_mask": np.ones((1, 2), "int32"),
+            "decoder_token_ids": np.zeros((1, 2), "int32"),
+            "decoder_padding_mask": np.ones((1, 2), "int32")})
+        stop_token_ids = ()  # T5Seq2SeqLM stops on </s> by default.
+    shape = model_shape(backbone)
+    shape.num_parameters = int(lm.count_params())
     traces_before: dict[str, int] = {}
 
     def generate(prompts: np.ndarray, call_index: int) -> np.ndarray:
@@ -166,9 +202,8 @@ def keras_llm_runner(args: argparse.Namespace) -> tuple[Runner, Shape]:
             traces_before["warm"] = lm.generate_trace_count
         elif call_index == 1:
             traces_before["timed"] = lm.generate_trace_count
-        return lm.generate(
-            prompts, max_new_tokens=args.max_new_tokens, strategy="greedy", stop_token_ids=None
-        )
+        return lm.generate(prompts, max_new_tokens=args.max_new_tokens, strategy="greedy",
+                           stop_token_ids=stop_token_ids)
 
     def check(prompts: np.ndarray, outputs: list[np.ndarray]) -> None:
         retraced = lm.generate_trace_count - traces_before["timed"]
@@ -184,45 +219,50 @@ def keras_llm_runner(args: argparse.Namespace) -> tuple[Runner, Shape]:
 # keras-hub.
 
 
-def keras_hub_runner(args: argparse.Namespace, shape: Shape) -> Runner:
+def keras_hub_runner(args: argparse.Namespace, shape: SimpleNamespace) -> Runner:
     import keras
     import keras_hub
 
     keras.utils.set_random_seed(args.seed)
-    backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=shape.vocab_size,
-        num_layers=shape.num_layers,
-        num_heads=shape.num_heads,
-        hidden_dim=shape.hidden_size,
-        intermediate_dim=shape.intermediate_size,
-        max_sequence_length=shape.max_sequence_length,
-        dropout=0.0,
-        dtype=args.dtype,
-    )
-    causal_lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+    backbone = keras_hub_backbone(args.model, shape, dropout=0.0, dtype=args.dtype)
+    if args.model == "gpt":
+        lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+        written = args.prompt_length  # positions of the buffer the caller fills
+        key = "token_ids"
+    else:
+        lm = keras_hub.models.T5Seq2SeqLM(backbone=backbone, preprocessor=None)
+        written = 1  # the decoder start token
+        key = "decoder_token_ids"
+    length = written + args.max_new_tokens
     jit_compile = {"true": True, "false": False, "auto": "auto"}[args.keras_hub_jit_compile]
-    causal_lm.compile(sampler="greedy", jit_compile=jit_compile)
-    total = args.prompt_length + args.max_new_tokens
+    lm.compile(sampler="greedy", jit_compile=jit_compile)
     # The warm-up call fills the positions to generate with one token, the timed calls with
     # another: a position left unwritten shows its own fill in both outputs.
     fills = (0, shape.vocab_size - 1)
 
     def generate(prompts: np.ndarray, call_index: int) -> np.ndarray:
         batch = prompts.shape[0]
-        token_ids = np.full((batch, total), fills[min(call_index, 1)], "int32")
-        token_ids[:, : args.prompt_length] = prompts
-        padding_mask = np.zeros((batch, total), bool)
-        padding_mask[:, : args.prompt_length] = True
-        output = causal_lm.generate(
-            {"token_ids": token_ids, "padding_mask": padding_mask}, stop_token_ids=None
-        )
-        if not isinstance(output, dict) or "token_ids" not in output:
-            raise BenchmarkError(f"keras_hub generate returned {type(output)}, not a dict.")
-        return np.asarray(keras.ops.convert_to_numpy(output["token_ids"]))
+        token_ids = np.full((batch, length), fills[min(call_index, 1)], "int32")
+        padding_mask = np.zeros((batch, length), bool)
+        padding_mask[:, :written] = True
+        if args.model == "gpt":
+            token_ids[:, :written] = prompts
+            inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
+        else:
+            token_ids[:, 0] = DECODER_START_ID
+            inputs = {"encoder_token_ids": prompts,
+                      "encoder_padding_mask": np.ones(prompts.shape, bool),
+                      "decoder_token_ids": token_ids, "decoder_padding_mask": padding_mask}
+        output = lm.generate(inputs, stop_token_ids=None)
+        if not isinstance(output, dict) or key not in output:
+            raise BenchmarkError(f"keras_hub generate returned {type(output)}, not a dict "
+                                 f"with {key!r}.")
+        output = np.asarray(keras.ops.convert_to_numpy(output[key]))
+        return output if args.model == "gpt" else output[:, 1:]
 
     def check(prompts: np.ndarray, outputs: list[np.ndarray]) -> None:
         warm, timed = outputs[0], outputs[1]
-        new = slice(args.prompt_length, None)
+        new = slice(args.prompt_length if args.model == "gpt" else 0, None)
         unwritten = (warm[:, new] == fills[0]) & (timed[:, new] == fills[1])
         if unwritten.any():
             rows = np.flatnonzero(unwritten.any(axis=1)).tolist()
@@ -232,33 +272,23 @@ def keras_hub_runner(args: argparse.Namespace, shape: Shape) -> Runner:
                 "per row."
             )
 
-    return Runner("keras_hub", generate, check, {"jit_compile": bool(causal_lm.jit_compile)})
+    return Runner("keras_hub", generate, check, {"jit_compile": bool(lm.jit_compile)})
 
 
 # Hugging Face.
 
 
-def huggingface_runner(args: argparse.Namespace, shape: Shape) -> Runner:
+def huggingface_runner(args: argparse.Namespace, shape: SimpleNamespace) -> Runner:
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
+    import transformers
 
     torch.manual_seed(args.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    config = GPT2Config(
-        vocab_size=shape.vocab_size,
-        n_positions=shape.max_sequence_length,
-        n_embd=shape.hidden_size,
-        n_layer=shape.num_layers,
-        n_head=shape.num_heads,
-        n_inner=shape.intermediate_size,
-        activation_function="gelu_new",
-        layer_norm_epsilon=shape.layer_norm_epsilon,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-    )
+    config = huggingface_config(args.model, shape, dropout=0.0)
+    model_class = (transformers.GPT2LMHeadModel if args.model == "gpt"
+                   else transformers.T5ForConditionalGeneration)
     torch_dtype = getattr(torch, _base_dtype(args.dtype))
-    model = GPT2LMHeadModel(config).to(device=device, dtype=torch_dtype).eval()
+    model = model_class(config).to(device=device, dtype=torch_dtype).eval()
 
     def generate(prompts: np.ndarray, call_index: int) -> np.ndarray:
         input_ids = torch.from_numpy(prompts.astype(np.int64)).to(device)
@@ -269,11 +299,14 @@ def huggingface_runner(args: argparse.Namespace, shape: Shape) -> Runner:
                 max_new_tokens=args.max_new_tokens,
                 min_new_tokens=args.max_new_tokens,
                 do_sample=False,
-                pad_token_id=config.eos_token_id,
+                # GPT-2 has no pad token; its end token stands in, as usual.
+                pad_token_id=config.pad_token_id if args.model == "t5" else config.eos_token_id,
             )
-        return output.cpu().numpy()  # Waits for the device.
+        output = output.cpu().numpy()  # Waits for the device.
+        return output if args.model == "gpt" else output[:, 1:]  # T5: after the start token
 
-    info = {"device": device, "torch_threads": torch.get_num_threads(), "jit_compile": False}
+    info = {"device": device, "torch_threads": torch.get_num_threads(), "jit_compile": False,
+            "attn_implementation": model.config._attn_implementation}
     return Runner("huggingface", generate, None, info)
 
 
@@ -287,26 +320,30 @@ def random_prompts(args: argparse.Namespace, vocab_size: int) -> dict[int, np.nd
     return {batch: largest[:batch].astype("int32") for batch in args.batch_sizes}
 
 
-def check_output(library: str, prompts: np.ndarray, output: np.ndarray, expected: tuple) -> None:
+def check_output(library: str, prompts: np.ndarray, output: np.ndarray, expected: tuple,
+                 keeps_prompt: bool = True) -> None:
+    """The shape `expected`, and (where the output holds it) the prompt unchanged."""
     if tuple(output.shape) != expected:
+        what = "prompt_length + max_new_tokens" if keeps_prompt else "max_new_tokens"
         raise BenchmarkError(
             f"{library} returned shape {tuple(output.shape)} for batch {len(prompts)}; "
-            f"expected {expected} (prompt_length + max_new_tokens)."
+            f"expected {expected} ({what})."
         )
-    if not np.array_equal(output[:, : prompts.shape[1]], prompts):
+    if keeps_prompt and not np.array_equal(output[:, : prompts.shape[1]], prompts):
         raise BenchmarkError(f"{library} did not keep the prompt tokens (batch {len(prompts)}).")
 
 
 def benchmark(runner: Runner, prompts: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
     """Warm-up call (compile) then `args.repeats` timed calls of one library at one batch size."""
     batch = prompts.shape[0]
-    expected = (batch, args.prompt_length + args.max_new_tokens)
+    expected = output_shape(args, batch)
+    keeps_prompt = args.model == "gpt"
     compile_seconds, output = time_call(lambda: runner.generate(prompts, 0))
-    check_output(runner.library, prompts, output, expected)
+    check_output(runner.library, prompts, output, expected, keeps_prompt)
     outputs, seconds = [output], []
     for i in range(args.repeats):
         elapsed, output = time_call(lambda i=i: runner.generate(prompts, i + 1))
-        check_output(runner.library, prompts, output, expected)
+        check_output(runner.library, prompts, output, expected, keeps_prompt)
         outputs.append(output)
         seconds.append(elapsed)
     if runner.check is not None:
@@ -324,7 +361,7 @@ def benchmark(runner: Runner, prompts: np.ndarray, args: argparse.Namespace) -> 
         "median_seconds": tokens_per_second["median_seconds"],
         "ms_per_step": 1000.0 * tokens_per_second["median_seconds"] / args.max_new_tokens,
         # Whether the two runs agree is informative only: the weights differ between libraries.
-        "first_new_tokens": output[0, args.prompt_length: args.prompt_length + 8].tolist(),
+        "first_new_tokens": output[0, expected[1] - args.max_new_tokens:][:8].tolist(),
         **runner.info,
     }
 
@@ -366,11 +403,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     backend = keras.backend.backend()
     # The keras-llm model is always built: it defines the shape the others copy.
     keras_llm_model, shape = keras_llm_runner(args)
-    if args.prompt_length + args.max_new_tokens > shape.max_sequence_length:
-        raise BenchmarkError(
-            f"prompt_length + max_new_tokens = {args.prompt_length + args.max_new_tokens} "
-            f"exceeds {args.size}'s {shape.max_sequence_length} positions."
-        )
+    _check_lengths(args, shape)
     factories: dict[str, Callable[[], Runner]] = {
         "keras_llm": lambda: keras_llm_model,
         "keras_hub": lambda: keras_hub_runner(args, shape),
@@ -378,7 +411,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     prompts = random_prompts(args, shape.vocab_size)
     env = environment(backend)
-    print(f"Greedy generation, {args.size} ({shape.num_parameters / 1e6:.1f}M parameters), "
+    print(f"Greedy generation, {args.model} {args.size} "
+          f"({shape.num_parameters / 1e6:.1f}M parameters), "
           f"dtype {args.dtype}, prompt {args.prompt_length} + {args.max_new_tokens} new tokens, "
           f"{args.repeats} timed repeats; Keras backend {backend} on {env['device']}.",
           flush=True)
@@ -396,6 +430,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "generate",
         "description": "greedy decoding throughput, new tokens per second, warm-up excluded",
         "settings": {
+            "model": args.model,
             "size": args.size,
             "batch_sizes": args.batch_sizes,
             "prompt_length": args.prompt_length,

@@ -103,6 +103,7 @@ if __package__ in (None, ""):  # Run as `python benchmarks/memory.py`.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (  # noqa: E402
+    BenchmarkError,
     comma_separated,
     comma_separated_ints,
     environment,
@@ -116,10 +117,6 @@ MIB = 1 << 20
 GIB = 1 << 30
 # Fields of /proc/self/status read by `read_process_memory` (all in kB there).
 _STATUS_FIELDS = ("VmRSS", "VmHWM", "VmSize", "VmPeak")
-
-
-class BenchmarkError(RuntimeError):
-    """A step gave a non-finite loss, or the settings cannot run; exits non-zero."""
 
 
 # Reading the process's memory.

@@ -9,7 +9,8 @@ chart of the speed-ups over keras-hub to `suite_<cpu|gpu>.png` (`_smoke` is adde
 - `train` (`benchmarks/train.py`): training-step samples/s and TFLOP/s for BERT sequence
   classification, GPT-2 causal LM and T5 seq2seq; keras-llm, keras-hub and (when PyTorch is
   installed) Hugging Face, each library in its own process.
-- `generate` (`benchmarks/generate.py`): greedy decoding, new tokens/s at batch 1 and 16.
+- `generate` (`benchmarks/generate.py`): greedy decoding, new tokens/s at batch 1 and 16, for
+  GPT-2 and T5.
 - `serve` (`benchmarks/serving.py`): requests of raw strings to an exported SavedModel,
   examples/s at the median latency. It needs TensorFlow; under another backend it is listed as
   skipped.
@@ -21,7 +22,8 @@ Sizes (`--size`; `auto`: `small` on a CPU, `base` on a GPU):
 | train bert | bert_small, 32 x 128 | bert_base, 32 x 128 |
 | train gpt | gpt2_mini, 4 x 256 | gpt2_small, 8 x 1024 |
 | train t5 | t5_tiny, 16 x 128 -> 32 | t5_small, 32 x 512 -> 128 |
-| generate | gpt2_tiny, prompt 32 + 128 new, batch 1 and 16 | gpt2_small, the same |
+| generate gpt | gpt2_tiny, prompt 32 + 128 new, batch 1 and 16 | gpt2_small, the same |
+| generate t5 | t5_tiny, input 128 -> 32 new, batch 1 and 16 | t5_small, 512 -> 128, the same |
 | serve | bert_small, 128 tokens, batch 1, 8 and 32 | bert_base, the same |
 
 `--dtype=auto` is float32 on a CPU and bfloat16 (mixed for training) on a GPU, where the
@@ -60,10 +62,10 @@ from benchmarks.common import (  # noqa: E402
     is_installed,
     write_json,
 )
+from benchmarks.peers import GENERATIVE_MODELS, MODELS  # noqa: E402
 
 SUITES = ("train", "generate", "serve")
 BACKENDS = ("tensorflow", "jax")
-TRAIN_MODELS = ("bert", "gpt", "t5")
 ROOT = Path(__file__).resolve().parents[1]
 
 # Per size: the flags of each suite's script (before the dtype and library flags).
@@ -94,12 +96,24 @@ TRAIN_BUDGET = {
     "smoke": ["--steps=2", "--warmup=0", "--repeats=2", "--in_process"],
 }
 GENERATE_CASES = {
-    "small": ["--size=gpt2_tiny", "--batch_sizes=1,16", "--prompt_length=32",
-              "--max_new_tokens=128", "--repeats=3"],
-    "base": ["--size=gpt2_small", "--batch_sizes=1,16", "--prompt_length=32",
-             "--max_new_tokens=128", "--repeats=5"],
-    "smoke": ["--size=gpt2_tiny", "--batch_sizes=1", "--prompt_length=4",
-              "--max_new_tokens=4", "--repeats=2"],
+    "small": {
+        "gpt": ["--size=gpt2_tiny", "--batch_sizes=1,16", "--prompt_length=32",
+                "--max_new_tokens=128", "--repeats=3"],
+        "t5": ["--size=t5_tiny", "--batch_sizes=1,16", "--prompt_length=128",
+               "--max_new_tokens=32", "--repeats=3"],
+    },
+    "base": {
+        "gpt": ["--size=gpt2_small", "--batch_sizes=1,16", "--prompt_length=32",
+                "--max_new_tokens=128", "--repeats=5"],
+        "t5": ["--size=t5_small", "--batch_sizes=1,16", "--prompt_length=512",
+               "--max_new_tokens=128", "--repeats=5"],
+    },
+    "smoke": {
+        "gpt": ["--size=gpt2_tiny", "--batch_sizes=1", "--prompt_length=4",
+                "--max_new_tokens=4", "--repeats=2"],
+        "t5": ["--size=t5_tiny", "--batch_sizes=1", "--prompt_length=4",
+               "--max_new_tokens=4", "--repeats=2"],
+    },
 }
 SERVE_CASES = {
     "small": ["--preset=bert_small", "--batch_sizes=1,8,32", "--sequence_length=128"],
@@ -127,15 +141,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="auto: float32 on a CPU, bfloat16 on a GPU (training: "
                              "mixed_bfloat16)")
     parser.add_argument("--train_models", type=comma_separated, default="bert,gpt,t5",
-                        help=f"models of the train suite, some of {','.join(TRAIN_MODELS)}")
+                        help=f"models of the train suite, some of {','.join(MODELS)}")
+    parser.add_argument("--generate_models", type=comma_separated, default="gpt,t5",
+                        help="models of the generate suite, some of "
+                             f"{','.join(GENERATIVE_MODELS)}")
     parser.add_argument("--output_dir", default="benchmarks/results")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny shapes and a step or two: checks that everything runs")
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.train_models) - set(TRAIN_MODELS))
+    unknown = sorted(set(args.train_models) - set(MODELS))
     if unknown or not args.train_models:
-        parser.error(f"--train_models must name some of {', '.join(TRAIN_MODELS)}; got "
+        parser.error(f"--train_models must name some of {', '.join(MODELS)}; got "
                      f"{','.join(args.train_models) or 'nothing'}")
+    unknown = sorted(set(args.generate_models) - set(GENERATIVE_MODELS))
+    if unknown or not args.generate_models:
+        parser.error(f"--generate_models must name some of {', '.join(GENERATIVE_MODELS)}; got "
+                     f"{','.join(args.generate_models) or 'nothing'}")
     args.suites = list(SUITES) if args.suite == "all" else [args.suite]
     return args
 
@@ -190,33 +211,31 @@ def _huggingface(args: argparse.Namespace) -> list[str]:
         "transformers") else []
 
 
-def run_train(args, size: str, device_type: str) -> list[dict[str, Any]]:
+def run_train(args, model: str, size: str, device_type: str) -> dict[str, Any]:
     from benchmarks import train
 
-    reports = []
     libraries = ",".join(["keras_llm", "keras_hub", *_huggingface(args)])
-    for model in args.train_models:
-        argv = [f"--model={model}", *TRAIN_CASES[size][model], *TRAIN_BUDGET[size],
-                f"--dtype={_dtype(args, device_type, training=True)}",
-                f"--libraries={libraries}",
-                # XLA on a GPU; the smoke run saves XLA's compile time on the CPU.
-                f"--jit_compile={'false' if args.smoke and device_type == 'cpu' else 'true'}"]
-        if device_type == "gpu" and "huggingface" in libraries:
-            argv.append("--torch_compile")
-        print(f"\n== train {model}: {' '.join(argv)}", flush=True)
-        report = train.run(train.parse_args(argv))
-        print(train.table(report["results"]), flush=True)
-        reports.append(report)
-    return reports
+    argv = [f"--model={model}", *TRAIN_CASES[size][model], *TRAIN_BUDGET[size],
+            f"--dtype={_dtype(args, device_type, training=True)}",
+            f"--libraries={libraries}",
+            # XLA on a GPU; the smoke run saves XLA's compile time on the CPU.
+            f"--jit_compile={'false' if args.smoke and device_type == 'cpu' else 'true'}"]
+    if device_type == "gpu" and "huggingface" in libraries:
+        argv.append("--torch_compile")
+    print(f"\n== train {model}: {' '.join(argv)}", flush=True)
+    report = train.run(train.parse_args(argv))
+    print(train.table(report["results"]), flush=True)
+    return report
 
 
-def run_generate(args, size: str, device_type: str) -> dict[str, Any]:
+def run_generate(args, model: str, size: str, device_type: str) -> dict[str, Any]:
     from benchmarks import generate
 
     libraries = ",".join(["keras_llm", "keras_hub", *_huggingface(args)])
-    argv = [*GENERATE_CASES[size], f"--dtype={_dtype(args, device_type, training=False)}",
+    argv = [f"--model={model}", *GENERATE_CASES[size][model],
+            f"--dtype={_dtype(args, device_type, training=False)}",
             f"--libraries={libraries}"]
-    print(f"\n== generate: {' '.join(argv)}", flush=True)
+    print(f"\n== generate {model}: {' '.join(argv)}", flush=True)
     report = generate.run(generate.parse_args(argv))
     print(generate.table(report["results"]), flush=True)
     return report
@@ -260,8 +279,11 @@ def rows_of(suite: str, report: dict[str, Any]) -> list[dict[str, Any]]:
                          "note": f"{r['tflops']:.3f} TFLOP/s"})
     elif suite == "generate":
         s = report["settings"]
+        # GPT continues a prompt; T5 writes new tokens after reading its input.
+        model = s.get("model", "gpt")
+        joint = "->" if model == "t5" else "+"
         for r in report["results"]:
-            case = (f"{s['size']} b{r['batch_size']} {s['prompt_length']}+"
+            case = (f"{model} {s['size']} b{r['batch_size']} {s['prompt_length']}{joint}"
                     f"{s['max_new_tokens']} {s['dtype']}")
             rows.append({"suite": suite, "case": case, "library": r["library"],
                          "metric": "new tokens/s", "value": r["tokens_per_second"]["median"],
@@ -351,31 +373,41 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
             rows.append({"suite": suite, "case": "-", "library": "-", "metric": "-",
                          "value": None, "speedup_vs_keras_hub": None, "note": reason})
             continue
-        try:
-            if suite == "train":
-                reports[suite] = run_train(args, size, device_type)
-                for report in reports[suite]:
-                    rows += rows_of(suite, report)
-            elif suite == "generate":
-                reports[suite] = run_generate(args, size, device_type)
-                rows += rows_of(suite, reports[suite])
+        # One case per model of the train and generate suites, so that a failed one loses
+        # nothing but itself.
+        models = {"train": args.train_models, "generate": args.generate_models}.get(suite, [None])
+        per_model = suite != "serve"
+        if per_model:
+            reports[suite] = []
+        for model in models:
+            try:
+                if suite == "serve":
+                    report = run_serve(args, size)
+                else:
+                    run_case = run_train if suite == "train" else run_generate
+                    report = run_case(args, model, size, device_type)
+            except (Exception, SystemExit) as error:  # A failure must not hide the rest.
+                message = f"{type(error).__name__}: {error}"
+                where = suite if model is None else f"{suite} {model}"
+                print(f"FAILED: {where}: {message}", file=sys.stderr, flush=True)
+                traceback.print_exc()
+                failures.append({"suite": suite, "model": model, "error": message})
+                report = {"model": model, "failed": message}
+                rows.append({"suite": suite, "case": model or "-", "library": "-",
+                             "metric": "-", "value": None, "speedup_vs_keras_hub": None,
+                             "note": f"FAILED: {message[:120]}"})
             else:
-                reports[suite] = run_serve(args, size)
-                rows += rows_of(suite, reports[suite])
-        except (Exception, SystemExit) as error:  # One suite's failure must not hide the rest.
-            message = f"{type(error).__name__}: {error}"
-            print(f"FAILED: {suite}: {message}", file=sys.stderr, flush=True)
-            traceback.print_exc()
-            failures.append({"suite": suite, "error": message})
-            reports.setdefault(suite, {"failed": message})
-            rows.append({"suite": suite, "case": "-", "library": "-", "metric": "-",
-                         "value": None, "speedup_vs_keras_hub": None,
-                         "note": f"FAILED: {message[:120]}"})
+                rows += rows_of(suite, report)
+            if per_model:
+                reports[suite].append(report)
+            else:
+                reports[suite] = report
     report = {
         "benchmark": "suite",
         "settings": {"suites": args.suites, "backend": backend, "device": args.device,
                      "size": size, "dtype": args.dtype, "smoke": args.smoke,
-                     "train_models": args.train_models},
+                     "train_models": args.train_models,
+                     "generate_models": args.generate_models},
         "environment": env,
         "rows": rows,
         "failures": failures,

@@ -43,6 +43,7 @@ from benchmarks.common import (  # noqa: E402
     format_table,
     write_json,
 )
+from benchmarks.peers import keras_hub_backbone, model_shape  # noqa: E402
 
 NUM_CLASSES = 2
 
@@ -109,10 +110,7 @@ def keras_hub_request(bert, vocabulary: str, sequence_length: int, folder: str):
     import keras_hub
     import tensorflow as tf
 
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=bert.vocab_size, num_layers=bert.num_layers, num_heads=bert.num_heads,
-        hidden_dim=bert.hidden_size, intermediate_dim=bert.intermediate_size,
-        max_sequence_length=bert.max_sequence_length)
+    backbone = keras_hub_backbone("bert", model_shape(bert), dropout=0.0, dtype=None)
     classifier = keras_hub.models.BertTextClassifier(backbone, num_classes=NUM_CLASSES,
                                                      preprocessor=None)
     preprocessor = keras_hub.models.BertTextClassifierPreprocessor(

@@ -99,6 +99,7 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import numpy as np  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
+    BenchmarkError,
     comma_separated,
     environment,
     format_table,
@@ -108,21 +109,22 @@ from benchmarks.common import (  # noqa: E402
     time_call,
     write_json,
 )
+from benchmarks.peers import (  # noqa: E402
+    DEFAULT_SIZES,
+    FAMILIES,
+    MODELS,
+    huggingface_config,
+    keras_hub_backbone,
+    model_shape,
+)
 
-MODELS = ("bert", "gpt", "t5")
 LIBRARIES = ("keras_llm", "keras_hub", "huggingface")
 DTYPES = ("float32", "mixed_bfloat16", "mixed_float16")
 DEFAULT_OUTPUT = "benchmarks/results/train.json"
 # keras-llm preset families and the defaults of each model.
-FAMILIES = {"bert": "Bert", "gpt": "Gpt", "t5": "T5"}
-DEFAULT_SIZES = {"bert": "bert_base", "gpt": "gpt2_small", "t5": "t5_small"}
 DEFAULT_BATCH_SIZES = {"bert": 32, "gpt": 8, "t5": 32}
 DEFAULT_SEQUENCE_LENGTHS = {"bert": 128, "gpt": 1024, "t5": 512}
 NUM_CLASSES = 2
-
-
-class BenchmarkError(RuntimeError):
-    """A library failed (e.g. a NaN loss) or the settings cannot run; exits non-zero."""
 
 
 @dataclass
@@ -165,8 +167,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--model", choices=MODELS, default="bert")
     parser.add_argument("--size", default=None,
-                        help="keras-llm preset whose shape every library builds (default: "
-                             + ", ".join(f"{m}: {s}" for m, s in DEFAULT_SIZES.items()) + ")")
+                        help="keras-llm preset whose shape every library builds; unset: "
+                             + ", ".join(f"{m}: {s}" for m, s in DEFAULT_SIZES.items()))
     parser.add_argument("--batch_size", type=_positive_int, default=None,
                         help="default: " + ", ".join(
                             f"{m}: {b}" for m, b in DEFAULT_BATCH_SIZES.items()))
@@ -388,23 +390,12 @@ def keras_hub_trainer(args: argparse.Namespace, batch: Batch, shape) -> Trainer:
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     x = dict(batch.inputs)
     y, sample_weight = batch.labels, None
+    backbone = keras_hub_backbone(args.model, shape, args.dropout, args.dtype)
     if args.model == "bert":
-        backbone = keras_hub.models.BertBackbone(
-            vocabulary_size=shape.vocab_size, num_layers=shape.num_layers,
-            num_heads=shape.num_heads, hidden_dim=shape.hidden_size,
-            intermediate_dim=shape.intermediate_size,
-            max_sequence_length=shape.max_sequence_length,
-            num_segments=shape.type_vocab_size, dropout=args.dropout, dtype=args.dtype)
         model = keras_hub.models.BertTextClassifier(
             backbone, num_classes=NUM_CLASSES, preprocessor=None, dropout=args.dropout)
         compile_kwargs = {"loss": loss, "metrics": None}
     elif args.model == "gpt":
-        backbone = keras_hub.models.GPT2Backbone(
-            vocabulary_size=shape.vocab_size, num_layers=shape.num_layers,
-            num_heads=shape.num_heads, hidden_dim=shape.hidden_size,
-            intermediate_dim=shape.intermediate_size,
-            max_sequence_length=shape.max_sequence_length, dropout=args.dropout,
-            dtype=args.dtype)
         model = keras_hub.models.GPT2CausalLM(backbone, preprocessor=None)
         # What keras-hub's preprocessor feeds: next tokens as labels, the last one unweighted.
         token_ids = x["token_ids"]
@@ -413,18 +404,6 @@ def keras_hub_trainer(args: argparse.Namespace, batch: Batch, shape) -> Trainer:
         sample_weight[:, -1] = 0.0
         compile_kwargs = {"loss": loss, "weighted_metrics": None}
     else:
-        if shape.num_decoder_layers != shape.num_layers or not shape.tie_embeddings:
-            raise BenchmarkError(
-                f"keras-hub's T5Backbone has as many decoder as encoder layers and here a tied "
-                f"head; {args.size} differs. Use a T5 v1.0 preset (t5_tiny, t5_small, ...) or "
-                "leave keras_hub out of --libraries.")
-        backbone = keras_hub.models.T5Backbone(
-            vocabulary_size=shape.vocab_size, num_layers=shape.num_layers,
-            num_heads=shape.num_heads, hidden_dim=shape.hidden_size,
-            intermediate_dim=shape.intermediate_size, key_value_dim=shape.key_value_size,
-            dropout=args.dropout, activation="relu", use_gated_activation=False,
-            layer_norm_epsilon=shape.layer_norm_epsilon, tie_embedding_weights=True,
-            dtype=args.dtype)
         model = keras_hub.models.T5Seq2SeqLM(backbone, preprocessor=None)
         sample_weight = x["decoder_padding_mask"].astype("float32")
         compile_kwargs = {"loss": loss, "weighted_metrics": None}
@@ -459,39 +438,16 @@ def set_keras_attention_dropout(model, rate: float) -> int:
 
 
 def huggingface_model(args: argparse.Namespace, shape):
-    """The `transformers` model of the same shape, and its `attn_implementation`."""
+    """The `transformers` model of the same shape, with SDPA attention."""
     import transformers
 
     if args.model == "bert":
-        config = transformers.BertConfig(
-            vocab_size=shape.vocab_size, hidden_size=shape.hidden_size,
-            num_hidden_layers=shape.num_layers, num_attention_heads=shape.num_heads,
-            intermediate_size=shape.intermediate_size, hidden_act="gelu",
-            hidden_dropout_prob=args.dropout,
-            attention_probs_dropout_prob=args.attention_dropout,
-            max_position_embeddings=shape.max_sequence_length,
-            type_vocab_size=shape.type_vocab_size, layer_norm_eps=shape.layer_norm_epsilon,
-            num_labels=NUM_CLASSES, attn_implementation="sdpa")
+        config = huggingface_config("bert", shape, args.dropout, args.attention_dropout,
+                                    num_labels=NUM_CLASSES)
         return transformers.BertForSequenceClassification(config)
+    config = huggingface_config(args.model, shape, args.dropout, args.attention_dropout)
     if args.model == "gpt":
-        config = transformers.GPT2Config(
-            vocab_size=shape.vocab_size, n_positions=shape.max_sequence_length,
-            n_embd=shape.hidden_size, n_layer=shape.num_layers, n_head=shape.num_heads,
-            n_inner=shape.intermediate_size, activation_function="gelu_new",
-            layer_norm_epsilon=shape.layer_norm_epsilon, resid_pdrop=args.dropout,
-            embd_pdrop=args.dropout, attn_pdrop=args.attention_dropout,
-            attn_implementation="sdpa")
         return transformers.GPT2LMHeadModel(config)
-    config = transformers.T5Config(
-        vocab_size=shape.vocab_size, d_model=shape.hidden_size, d_kv=shape.key_value_size,
-        d_ff=shape.intermediate_size, num_layers=shape.num_layers,
-        num_decoder_layers=shape.num_decoder_layers, num_heads=shape.num_heads,
-        relative_attention_num_buckets=shape.relative_attention_num_buckets,
-        relative_attention_max_distance=shape.relative_attention_max_distance,
-        dropout_rate=args.dropout, layer_norm_epsilon=shape.layer_norm_epsilon,
-        feed_forward_proj=shape.feed_forward, tie_word_embeddings=shape.tie_embeddings,
-        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
-        attn_implementation="sdpa")
     return transformers.T5ForConditionalGeneration(config)
 
 
@@ -558,12 +514,6 @@ def huggingface_trainer(args: argparse.Namespace, batch: Batch, shape) -> Traine
 # The benchmark.
 
 
-def model_shape(backbone) -> dict[str, Any]:
-    """The architecture of the keras-llm backbone, as its config (no dtype or name)."""
-    config = backbone.get_config()
-    return {k: v for k, v in config.items() if k not in ("name", "dtype", "trainable")}
-
-
 # Sessions: one library's model, compiled and warmed up, ready for timed repeats. A local
 # session lives in this process; a worker session in a child process of its own, driven over
 # a pipe, so that repeats of libraries in different processes can still alternate.
@@ -588,7 +538,7 @@ def make_context(args: argparse.Namespace) -> Context:
     import keras_llm
 
     family = getattr(keras_llm.models, FAMILIES[args.model])
-    shape = SimpleNamespace(**model_shape(family.from_preset(args.size)))
+    shape = model_shape(family.from_preset(args.size))
     limit = getattr(shape, "max_sequence_length", None)
     lengths = [("--sequence_length", args.sequence_length)]
     if args.model == "t5":

@@ -50,6 +50,23 @@ def test_generate_benchmark_measures_keras_llm_and_keras_hub(tmp_path):
     assert "vs keras-hub" in result.stdout and "keras_llm" in result.stdout
 
 
+@pytest.mark.slow
+def test_t5_generation_writes_new_tokens_in_every_library(tmp_path):
+    output = tmp_path / "g.json"
+    result = run_benchmark(
+        "--model=t5", "--size=t5_tiny", "--batch_sizes=2", "--max_new_tokens=5",
+        "--prompt_length=9", "--repeats=2", "--libraries=keras_llm,keras_hub,huggingface",
+        f"--output={output}",
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    assert report["settings"]["model"] == "t5" and report["model"]["num_decoder_layers"] == 2
+    assert {r["library"] for r in report["results"]} == {"keras_llm", "keras_hub", "huggingface"}
+    for r in report["results"]:
+        assert r["output_shape"] == [2, 5]  # the new decoder tokens, no start token
+        assert r["tokens_per_second"]["median"] > 0
+
+
 def test_generate_benchmark_rejects_unknown_libraries(tmp_path):
     result = run_benchmark("--libraries=keras_llm,vllm", f"--output={tmp_path / 'g.json'}")
     assert result.returncode != 0
@@ -69,3 +86,7 @@ def test_wrong_output_shape_fails_loudly():
         check_output("lib", prompts, good[:, :-1], (2, 7))
     with pytest.raises(BenchmarkError, match="prompt"):
         check_output("lib", prompts, good + 1, (2, 7))
+    # T5 returns only the new tokens: the shape is checked, the prompt cannot be.
+    check_output("lib", prompts, np.ones((2, 4), "int32"), (2, 4), keeps_prompt=False)
+    with pytest.raises(BenchmarkError, match=r"\(max_new_tokens\)"):
+        check_output("lib", prompts, np.ones((2, 3), "int32"), (2, 4), keeps_prompt=False)

@@ -38,6 +38,7 @@ def train_report(model="bert", speedup=1.25):
 @pytest.mark.parametrize("argv, message", [
     (["--suite=everything"], "--suite"),
     (["--train_models=bert,resnet"], "--train_models"),
+    (["--generate_models=gpt,bart"], "--generate_models"),
     (["--device=tpu"], "--device"),
     (["--backend=numpy"], "--backend"),
 ])
@@ -65,8 +66,8 @@ def test_cpu_device_hides_gpus_and_another_backend_needs_a_fresh_process():
 
 
 def test_rows_table_and_chart(tmp_path):
-    generate = {"settings": {"size": "gpt2_tiny", "prompt_length": 4, "max_new_tokens": 4,
-                             "dtype": "float32"},
+    generate = {"settings": {"model": "gpt", "size": "gpt2_tiny", "prompt_length": 4,
+                             "max_new_tokens": 4, "dtype": "float32"},
                 "results": [{"library": "keras_llm", "batch_size": 1,
                              "tokens_per_second": {"median": 300.0}, "ms_per_step": 3.3,
                              "speedup_vs_keras_hub": 2.0},
@@ -84,6 +85,9 @@ def test_rows_table_and_chart(tmp_path):
             + suite.rows_of("generate", generate) + suite.rows_of("serve", serve))
     assert [r["suite"] for r in rows] == ["train"] * 2 + ["generate"] * 2 + ["serve"] * 2
     assert rows[0]["case"] == "t5 t5_tiny 4x16->8 float32"
+    assert rows[2]["case"] == "gpt gpt2_tiny b1 4+4 float32"
+    generate["settings"].update(model="t5", size="t5_tiny")
+    assert suite.rows_of("generate", generate)[0]["case"] == "t5 t5_tiny b1 4->4 float32"
     assert rows[0]["value"] == pytest.approx(12.5)
     rows.append({"suite": "serve", "case": "-", "library": "-", "metric": "-", "value": None,
                  "speedup_vs_keras_hub": None, "note": "skipped: needs TensorFlow"})
@@ -94,6 +98,27 @@ def test_rows_table_and_chart(tmp_path):
     assert chart.read_bytes().startswith(PNG_SIGNATURE)
     empty = suite.write_chart(tmp_path / "empty.png", rows[-1:], "nothing measured")
     assert empty.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_a_failed_model_loses_only_its_own_figures(monkeypatch):
+    def fake_generate(args, model, size, device_type):
+        if model == "t5":
+            raise RuntimeError("t5 decoding broke")
+        return {"settings": {"model": model, "size": "gpt2_tiny", "prompt_length": 4,
+                             "max_new_tokens": 4, "dtype": "float32"},
+                "results": [{"library": "keras_llm", "batch_size": 1,
+                             "tokens_per_second": {"median": 10.0}, "ms_per_step": 1.0,
+                             "speedup_vs_keras_hub": 1.0}]}
+
+    monkeypatch.setattr(suite, "run_generate", fake_generate)
+    report, status = suite.run(suite.parse_args(["--suite=generate", "--smoke"]))
+    assert status == 1
+    assert report["failures"] == [{"suite": "generate", "model": "t5",
+                                   "error": "RuntimeError: t5 decoding broke"}]
+    gpt, t5 = report["reports"]["generate"]
+    assert gpt["results"] and t5 == {"model": "t5", "failed": "RuntimeError: t5 decoding broke"}
+    assert [row["case"].split()[0] for row in report["rows"]] == ["gpt", "t5"]
+    assert report["rows"][1]["note"].startswith("FAILED")
 
 
 @pytest.mark.slow
@@ -113,6 +138,8 @@ def test_smoke_suite_writes_json_and_png(tmp_path):
         (s, lib) for s in ("train", "generate") for lib in ("keras_llm", "keras_hub")}
     assert all(r["value"] > 0 and r["speedup_vs_keras_hub"] > 0 for r in measured)
     assert len(report["reports"]["train"]) == 3
+    generate_cases = {r["case"].split()[0] for r in rows if r["suite"] == "generate"}
+    assert generate_cases == {"gpt", "t5"}
     if keras.backend.backend() == "tensorflow":
         assert {r["library"] for r in rows if r["suite"] == "serve"} == {"keras_llm",
                                                                          "keras_hub"}
