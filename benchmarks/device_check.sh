@@ -18,8 +18,9 @@
 #   2. generate.json: GPT-2 124M greedy decoding, prompt 32 + 128 new tokens, batch 1 and 16,
 #      bfloat16: keras-llm, keras-hub, Hugging Face.
 #   3. decode_hlo.json: from XLA's optimized HLO of step 2's decode loops, the kernels each
-#      generated token launches and the bytes it copies, per library and batch size
-#      (benchmarks/hlo_census.py): batch 1 is launch-bound, so this says where the time goes.
+#      generated token launches, the bytes it copies and whether the loop's trip count is
+#      known, per library and batch size (benchmarks/hlo_census.py): batch 1 is launch-bound,
+#      so this says where the time goes.
 #      decode_hlo_text.tar.gz holds those modules' HLO text.
 #   4. train_bert_attention_dropout0.json: step 1 with attention-probability dropout 0 in both
 #      Keras libraries, so training reaches cuDNN's fused attention (benchmarks/NOTES.md).

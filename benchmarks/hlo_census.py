@@ -1,10 +1,12 @@
 """What one step of a compiled decode loop does: a census of XLA's optimized HLO of a loop body.
 
-Decoding runs as one XLA `while` loop, one iteration per new token. Every instruction at the top
-level of the loop body that computes something (a fusion, a matmul or a cuBLAS/cuDNN custom
-call, a copy) is one kernel launch per token on a GPU, and at batch 1 a GPT-2 step is short
-enough for those launches, not the weight reads, to set its speed. A copy of a cache-sized
-buffer is also memory traffic that the model does not need. So, per compiled loop, this counts:
+Decoding runs as an XLA `while` loop, one iteration per new token (keras-llm without stop tokens:
+a counted loop of several tokens inside one that checks whether to go on; the largest body is
+still one token's step). Every instruction at the top level of the loop body that computes
+something (a fusion, a matmul or a cuBLAS/cuDNN custom call, a copy) is one kernel launch per
+token on a GPU, and at batch 1 a GPT-2 step is short enough for those launches, not the weight
+reads, to set its speed. A copy of a cache-sized buffer is also memory traffic that the model
+does not need. So, per compiled loop, this counts:
 
 - `instructions`: top-level instructions of the body by opcode, without the free ones
   (parameters, tuple plumbing, constants, bitcasts);
@@ -14,7 +16,11 @@ buffer is also memory traffic that the model does not need. So, per compiled loo
   one launch in `launches`;
 - `copies`: every `copy` (and `copy-start`) with its shape, and their bytes per step;
 - `cache_buffer`: the largest loop-carried array of rank 4 or more (the key/value cache, which
-  tells the batch size).
+  tells the batch size);
+- `known_trip_count`: the iterations of the loop if XLA could tell them when compiling, else
+  `None`. A GPU runs such a loop without waiting for the device to say whether to go on, so the
+  host can queue the next steps' kernels while the device works; other loops copy their
+  condition's result to the host every iteration.
 
 Not counted: the loop's condition, a small computation of its own each iteration (on a GPU
 also a copy of its result to the host, unless the whole loop runs as a command buffer). If
@@ -124,15 +130,16 @@ def array_bytes(shape: str) -> int:
 def loop_census(hlo_text: str) -> dict[str, Any] | None:
     """The census of the largest `while` body of one optimized HLO module; `None` without one."""
     bodies = computations(hlo_text)
-    loop_bodies = {
-        match.group(1)
+    loops = {  # body name: its `while` instruction
+        match.group(1): line
         for lines in bodies.values()
         for line in lines
         if " while(" in line and (match := re.search(r"body=%?([\w.\-]+)", line))
     }
-    if not loop_bodies:
+    if not loops:
         return None
-    body = max(loop_bodies, key=lambda name: len(bodies.get(name, ())))
+    body = max(loops, key=lambda name: len(bodies.get(name, ())))
+    trip_count = re.search(r'"known_trip_count":\{"n":"(\d+)"', loops[body])
     instructions: collections.Counter[str] = collections.Counter()
     copies = []
     carried: list[str] = []
@@ -159,6 +166,7 @@ def loop_census(hlo_text: str) -> dict[str, Any] | None:
             )
     return {
         "loop_body": body,
+        "known_trip_count": int(trip_count.group(1)) if trip_count else None,
         "cache_buffer": max(carried, key=array_bytes, default=None),
         "launches": sum(instructions.values()),
         "kernels_in_calls": kernels_in_calls,
@@ -197,12 +205,13 @@ def census(dump_dir: str | Path, modules: str = DECODE_MODULES) -> list[dict[str
 
 def table(rows: list[dict[str, Any]]) -> str:
     """One line per loop: launches, matmuls, fusions and copies per step."""
-    headers = ["module", "largest cache buffer", "launches/step", "in command buffers",
-               "dots + custom calls", "fusions", "copies", "copy MB/step"]
+    headers = ["module", "largest cache buffer", "trip count", "launches/step",
+               "in command buffers", "dots + custom calls", "fusions", "copies", "copy MB/step"]
     cells = [
         [
             row["module"],
             row["cache_buffer"],
+            row["known_trip_count"] or "-",
             row["launches"],
             row["kernels_in_calls"],
             row["instructions"].get("dot", 0) + row["instructions"].get("custom-call", 0),

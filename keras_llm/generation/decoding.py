@@ -10,6 +10,7 @@ sampled one discarded, so every row sees its own positions, as if decoded alone.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 
 import keras
@@ -18,6 +19,8 @@ from keras import ops
 from keras_llm.generation.samplers import BeamSampler, Sampler
 
 StepFn = Callable[..., tuple]
+# Positions decoded between two host-side checks of a stop condition (see sample_loop).
+MAX_STEPS_PER_CHECK = 16
 
 
 def _column(token_ids, index):
@@ -42,6 +45,7 @@ def sample_loop(
     max_new_tokens: int,
     stop_token_ids: Sequence[int] = (),
     pad_token_id: int = 0,
+    steps_per_check: int | None = None,
 ):
     """Greedy or random decoding into `token_ids` `[batch, total]` from each row's prompt end.
 
@@ -56,6 +60,11 @@ def sample_loop(
         max_new_tokens: tokens to add after each row's prompt.
         stop_token_ids: a row ends after emitting one of these; later positions get
             `pad_token_id`.
+        pad_token_id: written after a row's end.
+        steps_per_check: positions decoded between two checks of whether every row
+            has ended; the output does not depend on it. `None`: if `max_new_tokens`
+            is a Python int, `steps_between_checks(max_new_tokens, stop_token_ids)`;
+            if it is a tensor (rows may end well before the buffer does), 1.
 
     Returns:
         The filled `token_ids`.
@@ -64,26 +73,56 @@ def sample_loop(
     row_end = prompt_lengths + max_new_tokens
     start = ops.min(prompt_lengths)
     done = ops.zeros_like(prompt_lengths, dtype="bool")
+    if steps_per_check is None:
+        steps_per_check = (steps_between_checks(int(max_new_tokens), stop_token_ids)
+                           if isinstance(max_new_tokens, numbers.Integral) else 1)
 
     def cond(index, token_ids, cache, done):
         return ops.logical_and(index < total_length, ops.logical_not(ops.all(done)))
 
-    def body(index, token_ids, cache, done):
+    def step(index, token_ids, cache, done):
+        # The last check's steps may run past the end (see `steps`): those redo the last
+        # position and keep the token already there.
+        past_end = index >= total_length
+        index = ops.minimum(index, total_length - 1)
         previous = ops.slice(token_ids, [0, index - 1], [ops.shape(token_ids)[0], 1])
         logits, cache = step_fn(previous, cache, index - 1)
         sampled = ops.cast(sampler.select(ops.cast(logits, "float32"), seed, index), "int32")
         in_prompt = index < prompt_lengths
+        kept = ops.logical_or(in_prompt, past_end)
         finished = ops.logical_or(done, index >= row_end)
-        token = ops.where(in_prompt, _column(token_ids, index), sampled)
-        token = ops.where(ops.logical_and(finished, ops.logical_not(in_prompt)), pad_token_id,
-                          token)
+        token = ops.where(kept, _column(token_ids, index), sampled)
+        token = ops.where(ops.logical_and(finished, ops.logical_not(kept)), pad_token_id, token)
         newly_stopped = ops.logical_and(ops.logical_not(in_prompt), _is_stop(token, stop_token_ids))
         done = ops.logical_or(ops.logical_or(finished, newly_stopped), index + 1 >= row_end)
         token_ids = ops.slice_update(token_ids, [0, index], ops.expand_dims(token, 1))
         return index + 1, token_ids, cache, done
 
+    def steps(index, token_ids, cache, done):
+        # A loop whose trip count is known when compiling: XLA's GPU runtime runs it without
+        # copying a predicate to the host after every token (a wait for the device), so the
+        # host queues the next steps' kernels while the device works.
+        return ops.fori_loop(0, steps_per_check, lambda _, state: step(*state),
+                             (index, token_ids, cache, done))
+
+    body = step if steps_per_check == 1 else steps
     _, token_ids, _, done = ops.while_loop(cond, body, (start, token_ids, cache, done))
     return _pad_after_done(token_ids, row_end, pad_token_id)
+
+
+def steps_between_checks(max_new_tokens: int, stop_token_ids: Sequence[int]) -> int:
+    """How many positions `sample_loop` decodes between two checks of its stop condition.
+
+    With stop tokens, every position (a row may end at any token, and steps after the
+    last row ended would be wasted). Without, the loop can only end at the rows' ends:
+    checks every `MAX_STEPS_PER_CHECK` positions or fewer, spread evenly, so that a batch
+    of equal-length prompts ends exactly at its last check; ragged prompts waste fewer
+    than `MAX_STEPS_PER_CHECK` steps.
+    """
+    if stop_token_ids:
+        return 1
+    checks = -(-max_new_tokens // MAX_STEPS_PER_CHECK)
+    return -(-max_new_tokens // checks)
 
 
 def _pad_after_done(token_ids, row_end, pad_token_id):

@@ -55,6 +55,7 @@ def test_counts_the_launches_and_copies_of_one_step():
     assert found["copy_bytes"] == 2 * 4 * 8 * 16 * 4
     assert found["cache_buffer"] == "f32[2,4,8,16]"
     assert found["kernels_in_calls"] == 0
+    assert found["known_trip_count"] is None  # the hand-written loop has no backend_config
 
 
 def test_tuple_results_count_and_async_pairs_count_once():
@@ -125,6 +126,7 @@ def test_a_real_compiled_loop():
     found = hlo_census.loop_census(text)
     assert found["launches"] >= 1
     assert found["cache_buffer"] is None  # rank 3: not a key/value cache
+    assert found["known_trip_count"] == 16
     assert "f32[4,16,8]" not in found["copies"]  # the write is in place
 
 

@@ -134,7 +134,7 @@ class T5Seq2SeqLM(GenerativeTask):
         sampler = get_sampler(strategy, temperature, top_k, top_p, num_beams, length_penalty)
         function = self.decode_function(
             (sampler.cache_key(), stop_token_ids, max_new_tokens),
-            lambda: self.make_decode_function(sampler, stop_token_ids),
+            lambda: self.make_decode_function(sampler, stop_token_ids, max_new_tokens),
             jit_compile,
         )
         output = ops.convert_to_numpy(function(
@@ -157,13 +157,16 @@ class T5Seq2SeqLM(GenerativeTask):
             texts.append(self.detokenize(ids))
         return texts[0] if single else texts
 
-    def make_decode_function(self, sampler, stop_token_ids: tuple):
+    def make_decode_function(self, sampler, stop_token_ids: tuple,
+                             fixed_new_tokens: int | None = None):
         """The uncompiled decode function `generate` compiles (and export traces):
 
         `(encoder_ids, encoder_mask, decoder_ids, prompt_lengths, seed, max_new_tokens)`
         -> decoder ids; `decoder_ids` is the `[batch, 1 + cap]` buffer starting with
         the start token, and `max_new_tokens` (a scalar, possibly a tensor) ends rows
-        earlier than the buffer.
+        earlier than the buffer. `fixed_new_tokens`, the cap as a Python int, replaces
+        that argument where every call decodes the whole buffer (`generate`), so that
+        the loop can plan its steps (`sample_loop`'s `steps_per_check`).
         """
         backbone = self.backbone
 
@@ -185,6 +188,8 @@ class T5Seq2SeqLM(GenerativeTask):
             if isinstance(sampler, BeamSampler):
                 return beam_search_loop(step, decoder_ids, prompt_lengths, cache, sampler,
                                         max_new_tokens, stop_token_ids, self.pad_token_id)
+            if fixed_new_tokens is not None:
+                max_new_tokens = fixed_new_tokens
             return sample_loop(step, decoder_ids, prompt_lengths, cache, sampler, seed,
                                max_new_tokens, stop_token_ids, self.pad_token_id)
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from keras_llm.generation import get_sampler
 from keras_llm.models import T5, T5Seq2SeqLM
 from keras_llm.models.t5 import shift_right
 
@@ -64,6 +65,27 @@ def test_generate_shapes_stop_and_no_recompile():
     first = int(out[0, 0])
     stopped = lm.generate([[5, 6, 7, 1]], max_new_tokens=5, stop_token_ids=[first])
     assert stopped[0, 0] == first and (stopped[0, 1:] == 0).all()
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax",
+                    reason="reads the optimized HLO of a jax.jit; run_all.sh runs this on JAX")
+def test_a_fixed_number_of_new_tokens_decodes_in_a_counted_loop():
+    """`generate` fills its whole buffer (`fixed_new_tokens`), so without stop tokens its loop
+    has a trip count XLA knows; an exported signature, whose `max_new_tokens` is a run-time
+    input, checks every step."""
+    import jax
+
+    lm = T5Seq2SeqLM(T5(**TINY))
+    lm(batch())  # builds the layers the decode function reads
+    inputs = (np.ones((1, 4), "int32"), np.ones((1, 4), "bool"), np.zeros((1, 9), "int32"),
+              np.ones((1,), "int32"), np.int32(0), np.int32(8))
+
+    def optimized_hlo(fixed_new_tokens):
+        decode = lm.make_decode_function(get_sampler("greedy"), (), fixed_new_tokens)
+        return jax.jit(decode).lower(*inputs).compile().as_text()
+
+    assert '"known_trip_count":{"n":"8"}' in optimized_hlo(8)
+    assert "known_trip_count" not in optimized_hlo(None)
 
 
 @pytest.mark.parametrize(
