@@ -15,6 +15,12 @@ does not need. So, per compiled loop, this counts:
   puts a run of kernels it launches at once as a command buffer (a CUDA graph): such a call is
   one launch in `launches`;
 - `copies`: every `copy` (and `copy-start`) with its shape, and their bytes per step;
+- `written_bytes`: what the launched kernels write per step, counting an in-place write of one
+  slot into a buffer (a fusion whose root is a `dynamic-update-slice`, how the cache is
+  written) as the slot and leaving out a cuBLAS call's workspace; and `large_writes`, the
+  results over 1 MB among them. A decode step needs to write little besides its cache slots
+  (activations of one token per row): a large write is an intermediate the compiler did not
+  fuse away, written and then read again;
 - `cache_buffer`: the largest loop-carried array of rank 4 or more (the key/value cache, which
   tells the batch size);
 - `known_trip_count`: the iterations of the loop if XLA could tell them when compiling, else
@@ -60,6 +66,7 @@ BYTES_PER_ELEMENT = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2,
 # keras-llm's decode function (compiled as `stateless`) and keras-hub's generate function; not
 # the random initializers, which hold loops too.
 DECODE_MODULES = r"stateless|generate"
+LARGE_WRITE_BYTES = 1_000_000
 _INSTRUCTION_NAME = re.compile(r"^\s+(?:ROOT )?%?[\w.\-]+ = ")
 _OPCODE = re.compile(r"^ ([\w\-]+)\(")
 _ARRAY = re.compile(r"^\(?(\w+)\[([\d,]*)\]")
@@ -127,6 +134,30 @@ def array_bytes(shape: str) -> int:
     return elements * BYTES_PER_ELEMENT[match.group(1)]
 
 
+def _array_types(result: str) -> list[str]:
+    """The array types of an instruction's result: one, or a tuple's elements."""
+    return re.findall(r"\w+\[[\d,]*\]", result)
+
+
+def written_bytes(line: str, result: str, opcode: str, bodies: dict[str, list[str]]) -> int:
+    """Bytes that one launched instruction writes (see `written_bytes` in the module doc)."""
+    arrays = _array_types(result)
+    if opcode == "custom-call" and len(arrays) > 1 and arrays[-1].startswith(("s8[", "u8[")):
+        arrays = arrays[:-1]  # A library call's scratch workspace.
+    if opcode.endswith("-start"):
+        arrays = arrays[:1]  # (destination, source, context) of an asynchronous copy.
+    callee = re.search(r"calls=%?([\w.\-]+)", line)
+    fused = bodies.get(callee.group(1), ()) if callee else ()
+    root = next((inner for inner in fused if inner.lstrip().startswith("ROOT ")), "")
+    if " dynamic-update-slice(" in root:
+        update = re.search(r"dynamic-update-slice\(%?[\w.\-]+, %?([\w.\-]+)", root).group(1)
+        for inner in fused:
+            found = parse_instruction(inner)
+            if found and re.match(rf"\s+(?:ROOT )?%?{re.escape(update)} = ", inner):
+                return array_bytes(found[0])
+    return sum(array_bytes(array) for array in arrays)
+
+
 def loop_census(hlo_text: str) -> dict[str, Any] | None:
     """The census of the largest `while` body of one optimized HLO module; `None` without one."""
     bodies = computations(hlo_text)
@@ -144,6 +175,8 @@ def loop_census(hlo_text: str) -> dict[str, Any] | None:
     copies = []
     carried: list[str] = []
     kernels_in_calls = 0
+    written = 0
+    large_writes = []
     for line in bodies[body]:
         if " parameter(0)" in line:
             # The loop state, e.g. (s32[], f32[16,12,160,64]{3,2,1,0}, ...): its arrays of rank
@@ -154,6 +187,10 @@ def loop_census(hlo_text: str) -> dict[str, Any] | None:
             continue
         result, opcode = parsed
         instructions[opcode] += 1
+        write = written_bytes(line, result, opcode, bodies)
+        written += write
+        if write > LARGE_WRITE_BYTES:
+            large_writes.append(result.split("{")[0])
         if opcode in ("copy", "copy-start"):
             # copy-start returns (destination, source, context): the copied array comes first.
             copies.append(_ARRAY.match(result).group(0).lstrip("("))
@@ -173,6 +210,8 @@ def loop_census(hlo_text: str) -> dict[str, Any] | None:
         "instructions": dict(instructions.most_common()),
         "copies": copies,
         "copy_bytes": sum(array_bytes(shape) for shape in copies),
+        "written_bytes": written,
+        "large_writes": large_writes,
     }
 
 
@@ -206,7 +245,8 @@ def census(dump_dir: str | Path, modules: str = DECODE_MODULES) -> list[dict[str
 def table(rows: list[dict[str, Any]]) -> str:
     """One line per loop: launches, matmuls, fusions and copies per step."""
     headers = ["module", "largest cache buffer", "trip count", "launches/step",
-               "in command buffers", "dots + custom calls", "fusions", "copies", "copy MB/step"]
+               "in command buffers", "dots + custom calls", "fusions", "copies", "copy MB/step",
+               "written MB/step", "writes > 1 MB"]
     cells = [
         [
             row["module"],
@@ -218,6 +258,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             row["instructions"].get("fusion", 0),
             len(row["copies"]),
             f"{row['copy_bytes'] / 1e6:.2f}",
+            f"{row['written_bytes'] / 1e6:.2f}",
+            len(row["large_writes"]),
         ]
         for row in rows
     ]

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
+
+# JAX on the CPU, also where its CUDA plugin is installed (the `test` extra installs it for
+# compiling without a GPU): naming the platform skips the plugin's search for a CUDA driver.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import keras
 import numpy as np

@@ -56,6 +56,23 @@ def test_counts_the_launches_and_copies_of_one_step():
     assert found["cache_buffer"] == "f32[2,4,8,16]"
     assert found["kernels_in_calls"] == 0
     assert found["known_trip_count"] is None  # the hand-written loop has no backend_config
+    # The in-place write counts its one slot, the copy and the matmul their results.
+    assert found["written_bytes"] == 2 * 4 * 1 * 16 * 4 + 2 * 4 * 8 * 16 * 4 + 2 * 4 * 4 * 4
+    assert found["large_writes"] == []
+
+
+def test_a_large_write_is_named():
+    """At batch 1 XLA's GPU compiler may turn a matmul into a product and a sum, and write the
+    weight-sized product when it does not fuse the two."""
+    module = LOOP_MODULE.replace(
+        "  %flat =",
+        "  %product = bf16[3072,768]{1,0} fusion(%cache), kind=kLoop, calls=%fused_multiply\n"
+        "  %flat =",
+    )
+    found = hlo_census.loop_census(module)
+    assert found["large_writes"] == ["bf16[3072,768]"]
+    assert found["written_bytes"] == hlo_census.loop_census(LOOP_MODULE)["written_bytes"] + (
+        3072 * 768 * 2)
 
 
 def test_tuple_results_count_and_async_pairs_count_once():
@@ -75,6 +92,10 @@ def test_tuple_results_count_and_async_pairs_count_once():
                                      "copy-start": 1}
     assert found["copies"] == ["f32[2,4,8,16]", "f32[2,4,8,16]"]
     assert found["copy_bytes"] == 2 * 2 * 4 * 8 * 16 * 4
+    # Written: the base loop's, the matmul's output without its workspace, the copy's
+    # destination.
+    assert found["written_bytes"] == hlo_census.loop_census(LOOP_MODULE)["written_bytes"] + (
+        2 * 4 * 4 * 4 + 2 * 4 * 8 * 16 * 4)
     assert hlo_census.parse_instruction(
         "  ROOT %t = (s32[], (f32[2]{0}, pred[])) tuple(%a, %b)") == (
         "(s32[], (f32[2]{0}, pred[]))", "tuple")
