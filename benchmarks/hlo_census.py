@@ -122,6 +122,18 @@ def computations(hlo_text: str) -> dict[str, list[str]]:
     return bodies
 
 
+def entry_launches(hlo_text: str) -> int:
+    """Kernels launched at the top level of a module's entry computation (a program without a
+    loop: one layer, one training step)."""
+    entry = re.search(r"^ENTRY %?([\w.\-]+)", hlo_text, re.MULTILINE)
+    if entry is None:
+        raise ValueError("The HLO text has no ENTRY computation.")
+    return sum(
+        1 for line in computations(hlo_text)[entry.group(1)]
+        if (found := parse_instruction(line)) and launches_a_kernel(found[1])
+    )
+
+
 def array_bytes(shape: str) -> int:
     """Bytes of an HLO array type such as `f32[1,12,160,64]{3,2,1,0}`; of a tuple's first
     element (what a `copy-start` copies); 0 for a type it does not know."""

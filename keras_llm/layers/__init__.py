@@ -7,6 +7,7 @@ from keras_llm.layers.attention import (
 )
 from keras_llm.layers.embeddings import Embeddings, check_token_ids, project_onto_embeddings
 from keras_llm.layers.feed_forward import FeedForward, get_activation
+from keras_llm.layers.layer_normalization import LayerNormalization
 from keras_llm.layers.masked_lm_head import MaskedLMHead
 from keras_llm.layers.relative_position_bias import (
     RelativePositionBias,
@@ -21,6 +22,7 @@ from keras_llm.layers.transformer_encoder_block import TransformerEncoderBlock
 __all__ = [
     "Embeddings",
     "FeedForward",
+    "LayerNormalization",
     "MaskedLMHead",
     "MultiHeadAttention",
     "RMSNormalization",

@@ -6,6 +6,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_llm.layers.layer_normalization import LayerNormalization
+
 
 def _concrete_numpy(x):
     """Returns `x` as numpy when it holds values now (eager), else `None` (traced)."""
@@ -148,7 +150,7 @@ class Embeddings(keras.layers.Layer):
             )
         self.layer_norm = None
         if normalize:
-            self.layer_norm = keras.layers.LayerNormalization(
+            self.layer_norm = LayerNormalization(
                 epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="layer_norm"
             )
         self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)

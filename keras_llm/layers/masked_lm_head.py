@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_llm.layers.embeddings import project_onto_embeddings
 from keras_llm.layers.feed_forward import get_activation
+from keras_llm.layers.layer_normalization import LayerNormalization
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
@@ -58,7 +59,7 @@ class MaskedLMHead(keras.layers.Layer):
             name="transform",
         )
         self.transform.build((None, hidden_size))
-        self.layer_norm = keras.layers.LayerNormalization(
+        self.layer_norm = LayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="layer_norm"
         )
         self.layer_norm.build((None, hidden_size))

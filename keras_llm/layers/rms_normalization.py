@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_llm.layers.layer_normalization import LayerNormalization
+
 
 @keras.saving.register_keras_serializable(package="keras_llm")
 class RMSNormalization(keras.layers.Layer):
@@ -44,7 +46,7 @@ class RMSNormalization(keras.layers.Layer):
 def normalization_layer(kind: str, epsilon: float, dtype, name: str) -> keras.layers.Layer:
     """A `"layer_norm"` (with bias) or `"rms_norm"` (T5) layer."""
     if kind == "layer_norm":
-        return keras.layers.LayerNormalization(epsilon=epsilon, dtype=dtype, name=name)
+        return LayerNormalization(epsilon=epsilon, dtype=dtype, name=name)
     if kind == "rms_norm":
         return RMSNormalization(epsilon=epsilon, dtype=dtype, name=name)
     raise ValueError(f"normalization must be 'layer_norm' or 'rms_norm'; got {kind!r}.")

@@ -39,6 +39,7 @@ def test_compiles_both_decode_loops_for_an_h100(tmp_path):
         # GPU-only annotations: every launched instruction has a stream (operation queue).
         assert '"operation_queue_id"' in text
         assert loop["launches"] > 0 and loop["written_bytes"] > 0
+        assert loop["compiler_options"] == {}  # XLA's defaults compiled these shapes
         cache_batch = int(loop["cache_buffer"].split("[")[1].split(",")[0])
         assert cache_batch == batch
     for batch in (1, 2):
@@ -58,3 +59,36 @@ def test_an_unknown_target_or_library_is_refused():
     assert result.returncode == 2 and "--target" in result.stderr
     result = run_gpu_compile("--libraries=huggingface")
     assert result.returncode == 2 and "only keras_llm and keras_hub" in result.stderr
+
+
+LAYER_NORM_KERNELS = """
+import json, jax, keras
+from benchmarks import gpu_compile, hlo_census
+from keras_llm.layers import LayerNormalization
+device = gpu_compile.compile_only_device("h100")
+sharding = jax.sharding.SingleDeviceSharding(device)
+kernels = {}
+for name, layer in [("keras_llm", LayerNormalization(dtype="bfloat16")),
+                    ("keras", keras.layers.LayerNormalization(dtype="bfloat16"))]:
+    layer.build((ROWS, 768))
+    def norm(x, gamma, beta, layer=layer):
+        with keras.StatelessScope(state_mapping=[(layer.gamma, gamma), (layer.beta, beta)]):
+            return layer(x)
+    shapes = [((ROWS, 768), "bfloat16"), ((768,), "float32"), ((768,), "float32")]
+    args = [jax.ShapeDtypeStruct(shape, dtype, sharding=sharding) for shape, dtype in shapes]
+    kernels[name] = hlo_census.entry_launches(jax.jit(norm).lower(*args).compile().as_text())
+print(json.dumps(kernels))
+"""
+
+
+@pytest.mark.parametrize("rows", [16, 512])
+def test_layer_normalization_is_one_h100_kernel(rows):
+    """keras-llm's layer norm (one centring) is one kernel on an H100, Keras' own three."""
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "-c", LAYER_NORM_KERNELS.replace("ROWS", str(rows))],
+        capture_output=True, text=True, env=env, timeout=300, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    kernels = json.loads(result.stdout.strip().splitlines()[-1])
+    assert kernels == {"keras_llm": 1, "keras": 3}

@@ -61,6 +61,12 @@ def test_counts_the_launches_and_copies_of_one_step():
     assert found["large_writes"] == []
 
 
+def test_entry_launches_count_the_top_level_of_the_entry():
+    assert hlo_census.entry_launches(LOOP_MODULE) == 1  # the while; its body is not counted
+    with pytest.raises(ValueError, match="ENTRY"):
+        hlo_census.entry_launches("HloModule m\n")
+
+
 def test_a_large_write_is_named():
     """At batch 1 XLA's GPU compiler may turn a matmul into a product and a sum, and write the
     weight-sized product when it does not fuse the two."""

@@ -7,6 +7,7 @@ import keras
 
 from keras_llm.layers import (
     Embeddings,
+    LayerNormalization,
     TransformerDecoderBlock,
     empty_key_value_cache,
     rematerialized_call,
@@ -149,7 +150,7 @@ class Gpt(Backbone):
             )
             for i in range(num_layers)
         ]
-        self.final_norm = keras.layers.LayerNormalization(
+        self.final_norm = LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="final_norm"
         )
 
