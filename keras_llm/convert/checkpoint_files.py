@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from keras_llm.layers.dense import kernel_is_output_major
+
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, or does not fit the model."""
@@ -145,14 +147,17 @@ class WeightMap:
         variable.assign(value.astype(np.float32) if value.dtype != np.float32 else value)
 
     def dense(self, layer, name: str, transpose: bool = True) -> None:
-        """Loads `name.weight`/`name.bias` into a Dense layer.
+        """Loads `name.weight`/`name.bias` into a dense layer.
 
-        PyTorch `nn.Linear` stores `[out, in]` (transpose); HF's GPT-2 `Conv1D`
-        already stores `[in, out]`.
+        PyTorch `nn.Linear` stores `[out, in]` (`transpose=True`); HF's GPT-2 `Conv1D`
+        stores `[in, out]`. The layer holds `[in, out]` (`keras.layers.Dense`) or
+        `[out, in]` (`output_major_dense`).
         """
         kernel = self.take(f"{name}.weight")
-        self.assign(layer.kernel, kernel.T if transpose else kernel, f"{name}.weight")
-        if layer.use_bias:
+        in_out = kernel.T if transpose else kernel
+        value = in_out.T if kernel_is_output_major(layer) else in_out
+        self.assign(layer.kernel, value, f"{name}.weight")
+        if getattr(layer, "bias", None) is not None:
             self.assign(layer.bias, self.take(f"{name}.bias"), f"{name}.bias")
 
     def layer_norm(self, layer, name: str) -> None:

@@ -5,6 +5,11 @@ from keras_llm.layers.attention import (
     empty_key_value_cache,
     merge_attention_masks,
 )
+from keras_llm.layers.dense import (
+    clone_initializer,
+    kernel_is_output_major,
+    output_major_dense,
+)
 from keras_llm.layers.embeddings import Embeddings, check_token_ids, project_onto_embeddings
 from keras_llm.layers.feed_forward import FeedForward, get_activation
 from keras_llm.layers.layer_normalization import LayerNormalization
@@ -31,9 +36,12 @@ __all__ = [
     "TransformerDecoderBlock",
     "TransformerEncoderBlock",
     "check_token_ids",
+    "clone_initializer",
     "empty_key_value_cache",
     "get_activation",
+    "kernel_is_output_major",
     "merge_attention_masks",
+    "output_major_dense",
     "project_onto_embeddings",
     "relative_position_buckets",
     "rematerialized_call",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_llm.layers.dense import clone_initializer, output_major_dense
+
 
 def merge_attention_masks(
     batch_size,
@@ -157,20 +159,24 @@ class MultiHeadAttention(keras.layers.Layer):
                 )
             self.head_size = hidden_size // self.num_heads
         inner_size = self.num_heads * self.head_size
-        dense = dict(
-            use_bias=self.use_bias,
-            kernel_initializer=self.kernel_initializer,
-            dtype=self.dtype_policy,
-        )
+        def dense() -> dict:  # Each sublayer draws its own initial kernel.
+            return dict(
+                use_bias=self.use_bias,
+                kernel_initializer=clone_initializer(self.kernel_initializer),
+                dtype=self.dtype_policy,
+            )
+
         if self.cross_attention:
-            self.query_dense = keras.layers.Dense(inner_size, name="query", **dense)
+            self.query_dense = keras.layers.Dense(inner_size, name="query", **dense())
             self.query_dense.build(query_shape)
-            self.key_value_dense = keras.layers.Dense(2 * inner_size, name="key_value", **dense)
+            self.key_value_dense = keras.layers.Dense(2 * inner_size, name="key_value", **dense())
             self.key_value_dense.build(key_value_shape or query_shape)
         else:
-            self.qkv_dense = keras.layers.Dense(3 * inner_size, name="qkv", **dense)
+            self.qkv_dense = keras.layers.Dense(3 * inner_size, name="qkv", **dense())
             self.qkv_dense.build(query_shape)
-        self.output_dense = keras.layers.Dense(hidden_size, name="output", **dense)
+        self.output_dense = output_major_dense(
+            hidden_size, len(query_shape), name="output", **dense()
+        )
         self.output_dense.build(tuple(query_shape[:-1]) + (inner_size,))
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
         self.built = True

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_llm.layers.dense import clone_initializer
 from keras_llm.layers.layer_normalization import LayerNormalization
 
 
@@ -128,14 +129,14 @@ class Embeddings(keras.layers.Layer):
         self.token_embedding = keras.layers.Embedding(
             vocab_size,
             hidden_size,
-            embeddings_initializer=initializer,
+            embeddings_initializer=clone_initializer(initializer),
             dtype=self.dtype_policy,
             name="token_embedding",
         )
         self.position_embedding = keras.layers.Embedding(
             max_sequence_length,
             hidden_size,
-            embeddings_initializer=initializer,
+            embeddings_initializer=clone_initializer(initializer),
             dtype=self.dtype_policy,
             name="position_embedding",
         )
@@ -144,7 +145,7 @@ class Embeddings(keras.layers.Layer):
             self.segment_embedding = keras.layers.Embedding(
                 type_vocab_size,
                 hidden_size,
-                embeddings_initializer=initializer,
+                embeddings_initializer=clone_initializer(initializer),
                 dtype=self.dtype_policy,
                 name="segment_embedding",
             )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_llm.layers.dense import clone_initializer, output_major_dense
+
 # HF config names -> our names; "gelu" is exact (erf), "gelu_approximate" the tanh form.
 ACTIVATION_ALIASES = {
     "gelu": "gelu",
@@ -75,19 +77,23 @@ class FeedForward(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     def build(self, inputs_shape):
-        dense = dict(
-            use_bias=self.use_bias,
-            kernel_initializer=self.kernel_initializer,
-            dtype=self.dtype_policy,
-        )
+        def dense() -> dict:  # Each sublayer draws its own initial kernel.
+            return dict(
+                use_bias=self.use_bias,
+                kernel_initializer=clone_initializer(self.kernel_initializer),
+                dtype=self.dtype_policy,
+            )
+
         self.intermediate_dense = keras.layers.Dense(
-            self.intermediate_size, name="intermediate", **dense
+            self.intermediate_size, name="intermediate", **dense()
         )
         self.intermediate_dense.build(inputs_shape)
         if self.gated:
-            self.gate_dense = keras.layers.Dense(self.intermediate_size, name="gate", **dense)
+            self.gate_dense = keras.layers.Dense(self.intermediate_size, name="gate", **dense())
             self.gate_dense.build(inputs_shape)
-        self.output_dense = keras.layers.Dense(inputs_shape[-1], name="output", **dense)
+        self.output_dense = output_major_dense(
+            inputs_shape[-1], len(inputs_shape), name="output", **dense()
+        )
         self.output_dense.build(tuple(inputs_shape[:-1]) + (self.intermediate_size,))
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
         self.built = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_llm.layers.dense import clone_initializer
 from keras_llm.layers.embeddings import project_onto_embeddings
 from keras_llm.layers.feed_forward import get_activation
 from keras_llm.layers.layer_normalization import LayerNormalization
@@ -54,7 +55,7 @@ class MaskedLMHead(keras.layers.Layer):
         hidden_size = inputs_shape[-1]
         self.transform = keras.layers.Dense(
             hidden_size,
-            kernel_initializer=self.kernel_initializer,
+            kernel_initializer=clone_initializer(self.kernel_initializer),
             dtype=self.dtype_policy,
             name="transform",
         )

@@ -144,6 +144,12 @@ class GenerativeTask(Task):
             self._generate_functions[key] = compile_stateful(traced, self, jit_compile)
         return self._generate_functions[key]
 
+    def quantize(self, mode=None, *args, **kwargs):
+        """Like `keras.Model.quantize`, and the next `generate` compiles anew: quantizing swaps
+        the layers' variables, which a decode loop compiled before still reads."""
+        super().quantize(mode, *args, **kwargs)
+        self._generate_functions.clear()
+
     def head_config(self):
         if self.tokenizer is None:
             return {}

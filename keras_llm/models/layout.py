@@ -51,12 +51,13 @@ _BLOCK_RULES: tuple[tuple[str, str, tuple], ...] = (
     ("cross-attention query bias", r".*/query/bias", (M,)),
     ("cross-attention key/value kernel (column)", r".*/key_value/kernel", (F, M)),
     ("cross-attention key/value bias", r".*/key_value/bias", (M,)),
-    ("attention output kernel (row)", r".*attention/output/kernel", (M, F)),
+    # The output projections store `[out, in]` (`output_major_dense`): split along `in`.
+    ("attention output kernel (row)", r".*attention/output/kernel", (F, M)),
     ("attention output bias", r".*attention/output/bias", (None,)),
     ("feed-forward input kernel (column)", r".*/feed_forward/(?:intermediate|gate)/kernel",
      (F, M)),
     ("feed-forward input bias", r".*/feed_forward/(?:intermediate|gate)/bias", (M,)),
-    ("feed-forward output kernel (row)", r".*/feed_forward/output/kernel", (M, F)),
+    ("feed-forward output kernel (row)", r".*/feed_forward/output/kernel", (F, M)),
     ("feed-forward output bias", r".*/feed_forward/output/bias", (None,)),
     ("normalization", r".*(?:_norm|/layer_norm)/(?:gamma|beta|scale)", (None,)),
 )
@@ -172,7 +173,7 @@ def get_layout_map(
     >>> layout_map["bert/encoder_block_0/attention/qkv/kernel"].axes
     (None, 'model')
     >>> layout_map["bert/encoder_block_0/feed_forward/output/kernel"].axes
-    ('model', None)
+    (None, 'model')
     """
     names = list(device_mesh.axis_names)
     if model_axis not in names:

@@ -33,7 +33,7 @@ def reference_attention(layer, query, key_value, mask=None, bias=None):
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     out = (probs @ v).transpose(0, 2, 1, 3).reshape(query.shape[0], query.shape[1], -1)
-    return out @ to_np(layer.output_dense.kernel) + to_np(layer.output_dense.bias), probs
+    return out @ to_np(layer.output_dense.kernel).T + to_np(layer.output_dense.bias), probs
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ def reference(layer, x, activation):
         layer.intermediate_dense.bias
     )
     h = activation(h)
-    return h @ ops.convert_to_numpy(layer.output_dense.kernel) + ops.convert_to_numpy(
+    return h @ ops.convert_to_numpy(layer.output_dense.kernel).T + ops.convert_to_numpy(
         layer.output_dense.bias
     )
 

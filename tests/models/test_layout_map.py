@@ -41,12 +41,12 @@ INTENDED = [
     ("/qkv/bias", (MODEL,)),
     ("/query/kernel", (None, MODEL)),
     ("/key_value/kernel", (None, MODEL)),
-    ("attention/output/kernel", (MODEL, None)),  # row-parallel
+    ("attention/output/kernel", (None, MODEL)),  # row-parallel; stored [out, in]
     ("attention/output/bias", (None,)),
     ("feed_forward/intermediate/kernel", (None, MODEL)),
     ("feed_forward/intermediate/bias", (MODEL,)),
     ("feed_forward/gate/kernel", (None, MODEL)),
-    ("feed_forward/output/kernel", (MODEL, None)),
+    ("feed_forward/output/kernel", (None, MODEL)),
     ("feed_forward/output/bias", (None,)),
     ("token_embedding/embeddings", (None, MODEL)),
     ("position_embedding/embeddings", (None, MODEL)),
@@ -171,8 +171,8 @@ def test_fsdp_also_splits_the_hidden_dimension_over_the_batch_axis():
     layout_map = get_layout_map("Gpt", mesh(), fsdp=True)
     block = "gpt/decoder_block_0"
     assert layout_map[f"{block}/self_attention/qkv/kernel"].axes == ("batch", MODEL)
-    assert layout_map[f"{block}/self_attention/output/kernel"].axes == (MODEL, "batch")
-    assert layout_map[f"{block}/feed_forward/output/kernel"].axes == (MODEL, "batch")
+    assert layout_map[f"{block}/self_attention/output/kernel"].axes == ("batch", MODEL)
+    assert layout_map[f"{block}/feed_forward/output/kernel"].axes == ("batch", MODEL)
     assert layout_map[f"{block}/self_attention/qkv/bias"].axes == (MODEL,)
     assert layout_map["gpt/embeddings/token_embedding/embeddings"].axes == (None, MODEL)
 

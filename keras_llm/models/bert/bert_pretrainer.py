@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_llm.layers import MaskedLMHead
+from keras_llm.layers import MaskedLMHead, clone_initializer
 from keras_llm.models.bert.bert import Bert
 from keras_llm.models.task import Task
 
@@ -45,7 +45,8 @@ class BertPretrainer(Task):
             name="masked_lm_head",
         )
         self.next_sentence_head = keras.layers.Dense(
-            2, kernel_initializer=initializer, dtype=self.dtype_policy, name="next_sentence"
+            2, kernel_initializer=clone_initializer(initializer), dtype=self.dtype_policy,
+            name="next_sentence",
         )
 
     def build_head(self, input_shape):
