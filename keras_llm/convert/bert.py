@@ -179,7 +179,7 @@ def _assign_backbone(bert, weights: WeightMap) -> None:
         parts = [f"{prefix}.attention.self.{part}" for part in ("query", "key", "value")]
         kernel = np.concatenate([weights.take(f"{p}.weight").T for p in parts], axis=1)
         bias = np.concatenate([weights.take(f"{p}.bias") for p in parts])
-        weights.assign(attention.qkv_dense.kernel, kernel, f"{prefix}.attention.self.*.weight")
+        weights.kernel(attention.qkv_dense, kernel, f"{prefix}.attention.self.*.weight")
         weights.assign(attention.qkv_dense.bias, bias, f"{prefix}.attention.self.*.bias")
         weights.dense(attention.output_dense, f"{prefix}.attention.output.dense")
         weights.layer_norm(block.attention_norm, f"{prefix}.attention.output.LayerNorm")

@@ -151,14 +151,16 @@ class WeightMap:
 
         PyTorch `nn.Linear` stores `[out, in]` (`transpose=True`); HF's GPT-2 `Conv1D`
         stores `[in, out]`. The layer holds `[in, out]` (`keras.layers.Dense`) or
-        `[out, in]` (`output_major_dense`).
+        `[out, in]` (`OutputMajorDense`).
         """
         kernel = self.take(f"{name}.weight")
-        in_out = kernel.T if transpose else kernel
-        value = in_out.T if kernel_is_output_major(layer) else in_out
-        self.assign(layer.kernel, value, f"{name}.weight")
+        self.kernel(layer, kernel.T if transpose else kernel, f"{name}.weight")
         if getattr(layer, "bias", None) is not None:
             self.assign(layer.bias, self.take(f"{name}.bias"), f"{name}.bias")
+
+    def kernel(self, layer, in_out: np.ndarray, name: str) -> None:
+        """Assigns an `[in, out]` matrix to a dense layer's kernel, in the layer's layout."""
+        self.assign(layer.kernel, in_out.T if kernel_is_output_major(layer) else in_out, name)
 
     def layer_norm(self, layer, name: str) -> None:
         """Loads `name.weight`/`name.bias` into a LayerNormalization's gamma/beta."""

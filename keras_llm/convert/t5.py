@@ -65,11 +65,11 @@ def read_t5_checkpoint(path: str) -> tuple[dict, dict, dict[str, np.ndarray]]:
 def _attention(weights: WeightMap, attention, prefix: str, cross: bool) -> None:
     parts = [weights.take(f"{prefix}.{p}.weight").T for p in ("q", "k", "v")]
     if cross:
-        weights.assign(attention.query_dense.kernel, parts[0], f"{prefix}.q.weight")
-        weights.assign(attention.key_value_dense.kernel, np.concatenate(parts[1:], axis=1),
+        weights.kernel(attention.query_dense, parts[0], f"{prefix}.q.weight")
+        weights.kernel(attention.key_value_dense, np.concatenate(parts[1:], axis=1),
                        f"{prefix}.[k,v].weight")
     else:
-        weights.assign(attention.qkv_dense.kernel, np.concatenate(parts, axis=1),
+        weights.kernel(attention.qkv_dense, np.concatenate(parts, axis=1),
                        f"{prefix}.[q,k,v].weight")
     weights.dense(attention.output_dense, f"{prefix}.o")
 

@@ -5,11 +5,7 @@ from keras_llm.layers.attention import (
     empty_key_value_cache,
     merge_attention_masks,
 )
-from keras_llm.layers.dense import (
-    clone_initializer,
-    kernel_is_output_major,
-    output_major_dense,
-)
+from keras_llm.layers.dense import OutputMajorDense, clone_initializer, kernel_is_output_major
 from keras_llm.layers.embeddings import Embeddings, check_token_ids, project_onto_embeddings
 from keras_llm.layers.feed_forward import FeedForward, get_activation
 from keras_llm.layers.layer_normalization import LayerNormalization
@@ -30,6 +26,7 @@ __all__ = [
     "LayerNormalization",
     "MaskedLMHead",
     "MultiHeadAttention",
+    "OutputMajorDense",
     "RMSNormalization",
     "RelativePositionBias",
     "SinusoidalPositionEncoding",
@@ -41,7 +38,6 @@ __all__ = [
     "get_activation",
     "kernel_is_output_major",
     "merge_attention_masks",
-    "output_major_dense",
     "project_onto_embeddings",
     "relative_position_buckets",
     "rematerialized_call",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_llm.layers.dense import clone_initializer, output_major_dense
+from keras_llm.layers.dense import OutputMajorDense, clone_initializer
 
 
 def merge_attention_masks(
@@ -94,7 +94,8 @@ class MultiHeadAttention(keras.layers.Layer):
     """Multi-head attention: `softmax(Q K^T / sqrt(d_k) + bias) V` over `num_heads` heads.
 
     Self-attention projects the input once into fused query, key and value
-    (one `[hidden, 3 * heads * head_size]` matmul instead of three); cross-attention
+    (one matmul with a `[3 * heads * head_size, hidden]` kernel instead of three; every
+    projection's kernel is `[out, in]`, see `OutputMajorDense`); cross-attention
     projects the query from the decoder and a fused key/value from the encoder.
     With no attention dropout in play and no probabilities asked for, the layer
     calls `keras.ops.dot_product_attention`, which dispatches to the backend's
@@ -167,16 +168,14 @@ class MultiHeadAttention(keras.layers.Layer):
             )
 
         if self.cross_attention:
-            self.query_dense = keras.layers.Dense(inner_size, name="query", **dense())
+            self.query_dense = OutputMajorDense(inner_size, name="query", **dense())
             self.query_dense.build(query_shape)
-            self.key_value_dense = keras.layers.Dense(2 * inner_size, name="key_value", **dense())
+            self.key_value_dense = OutputMajorDense(2 * inner_size, name="key_value", **dense())
             self.key_value_dense.build(key_value_shape or query_shape)
         else:
-            self.qkv_dense = keras.layers.Dense(3 * inner_size, name="qkv", **dense())
+            self.qkv_dense = OutputMajorDense(3 * inner_size, name="qkv", **dense())
             self.qkv_dense.build(query_shape)
-        self.output_dense = output_major_dense(
-            hidden_size, len(query_shape), name="output", **dense()
-        )
+        self.output_dense = OutputMajorDense(hidden_size, name="output", **dense())
         self.output_dense.build(tuple(query_shape[:-1]) + (inner_size,))
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
         self.built = True

@@ -3,43 +3,84 @@ projections."""
 
 from __future__ import annotations
 
-import string
-
 import keras
+from keras import ops
 
 
-def output_major_dense(units: int, input_rank: int, name: str, use_bias: bool = True,
-                       **kwargs) -> keras.layers.EinsumDense:
-    """`x @ kernel.T + bias` with `kernel` of shape `[units, in]`: an `EinsumDense`.
+@keras.saving.register_keras_serializable(package="keras_llm")
+class OutputMajorDense(keras.layers.EinsumDense):
+    """A dense layer, `x @ kernel.T + bias`, whose kernel has shape `[units, in]`.
 
-    Why not `keras.layers.Dense` (`[in, units]`): at one row (batch-1 decoding), XLA's GPU
-    compiler turns a matrix-vector product into an elementwise product and a sum over `in`.
-    Summed along the kernel's major axis, as with `[in, units]`, the weight-sized product is
-    written to memory and read back by a second kernel whenever `units <= in` (a Transformer
-    block's attention output and second feed-forward projections); summed along the minor
-    axis it fuses into one kernel (`benchmarks/NOTES.md`, "Batch 1: matmuls written out as
-    products"). `EinsumDense` keeps Keras' quantization (`model.quantize("int8")`).
+    Every projection of a Transformer block (`MultiHeadAttention`, `FeedForward`) is one. Why
+    not `keras.layers.Dense` (`[in, units]`): at one row (batch-1 decoding), XLA's GPU compiler
+    turns a matrix-vector product into an elementwise product and a sum over `in`. Summed
+    along the kernel's major axis, as with `[in, units]`, the weight-sized product is often
+    written to memory and read back by a second kernel (for GPT-2's attention output and second
+    feed-forward matmuls, and for T5-small's fused query/key/value and first feed-forward
+    ones); summed along the minor axis it fuses into one kernel, for every shape measured
+    (`benchmarks/NOTES.md`, "Batch 1: matmuls written out as products"). Larger batches and
+    training run the same matmuls either way.
+
+    It is an `EinsumDense` (`"ay,zy->az"`), so Keras' quantization (`model.quantize("int8")`)
+    applies, on the inputs' leading axes flattened into one: TensorFlow differentiates an
+    einsum over `[batch, seq, in]` by a batched matmul that writes one kernel-sized gradient
+    per batch row before summing them (10 % of a CPU training step's time in a BERT
+    feed-forward layer); over `[rows, in]` the kernel's gradient is one matmul.
+
+    Args:
+        units: output features.
+        use_bias: whether to add a bias of shape `[units]`.
+        **kwargs: `EinsumDense`'s other arguments (`activation`, `kernel_initializer`,
+            `bias_initializer`, `name`, `dtype`, ...).
 
     Example:
     >>> import numpy as np
-    >>> layer = output_major_dense(4, input_rank=3, name="output")
+    >>> layer = OutputMajorDense(4, name="output")
     >>> tuple(layer(np.ones((2, 5, 8), "float32")).shape), tuple(layer.kernel.shape)
     ((2, 5, 4), (4, 8))
     """
-    if not 2 <= input_rank <= 8:
-        raise ValueError(f"input_rank must be between 2 and 8; got {input_rank}.")
-    leading = string.ascii_lowercase[: input_rank - 1]
-    return keras.layers.EinsumDense(
-        f"{leading}y,zy->{leading}z",
-        output_shape=(None,) * (input_rank - 2) + (units,),
-        bias_axes="z" if use_bias else None,
-        name=name,
-        **kwargs,
-    )
+
+    def __init__(self, units: int, use_bias: bool = True, **kwargs):
+        super().__init__("ay,zy->az", output_shape=(units,),
+                         bias_axes="z" if use_bias else None, **kwargs)
+        self.units = units
+        self.use_bias = use_bias
+
+    def build(self, input_shape):
+        if len(input_shape) < 2:
+            raise ValueError(f"{self.name} needs inputs of rank 2 or more (the last axis holds "
+                             f"the features); got shape {tuple(input_shape)}.")
+        super().build((None, input_shape[-1]))
+        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_shape[-1]})
+
+    def call(self, inputs, training=None):
+        return self._on_rows(super().call, inputs, training=training)
+
+    def quantized_call(self, inputs, training=None):  # Keras calls it instead of `call`.
+        return self._on_rows(super().quantized_call, inputs, training=training)
+
+    def _on_rows(self, einsum_call, inputs, **kwargs):
+        shape = ops.shape(inputs)
+        outputs = einsum_call(ops.reshape(inputs, (-1, shape[-1])), **kwargs)
+        return ops.reshape(outputs, (*shape[:-1], self.units))
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        # Keras refuses to quantize subclasses of its layers unless they opt in; this one
+        # only reshapes around EinsumDense's own call, so its quantization applies as is.
+        super().quantize(mode, type_check=False, config=config)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        for key in ("equation", "output_shape", "bias_axes"):
+            config.pop(key)
+        return {**config, "units": self.units, "use_bias": self.use_bias}
 
 
 def kernel_is_output_major(layer: keras.layers.Layer) -> bool:
-    """Whether a dense-like layer stores its kernel `[out, in]` (see `output_major_dense`)."""
+    """Whether a dense-like layer stores its kernel `[out, in]` (see `OutputMajorDense`)."""
     if not isinstance(layer, keras.layers.EinsumDense):
         return False
     inputs, output = layer.equation.split("->")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_llm.layers.dense import clone_initializer, output_major_dense
+from keras_llm.layers.dense import OutputMajorDense, clone_initializer
 
 # HF config names -> our names; "gelu" is exact (erf), "gelu_approximate" the tanh form.
 ACTIVATION_ALIASES = {
@@ -84,16 +84,13 @@ class FeedForward(keras.layers.Layer):
                 dtype=self.dtype_policy,
             )
 
-        self.intermediate_dense = keras.layers.Dense(
-            self.intermediate_size, name="intermediate", **dense()
-        )
+        self.intermediate_dense = OutputMajorDense(
+            self.intermediate_size, name="intermediate", **dense())
         self.intermediate_dense.build(inputs_shape)
         if self.gated:
-            self.gate_dense = keras.layers.Dense(self.intermediate_size, name="gate", **dense())
+            self.gate_dense = OutputMajorDense(self.intermediate_size, name="gate", **dense())
             self.gate_dense.build(inputs_shape)
-        self.output_dense = output_major_dense(
-            inputs_shape[-1], len(inputs_shape), name="output", **dense()
-        )
+        self.output_dense = OutputMajorDense(inputs_shape[-1], name="output", **dense())
         self.output_dense.build(tuple(inputs_shape[:-1]) + (self.intermediate_size,))
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
         self.built = True

@@ -45,17 +45,18 @@ F = "fsdp"
 
 # (what it is, regex, axes). Shared by every Transformer block.
 _BLOCK_RULES: tuple[tuple[str, str, tuple], ...] = (
-    ("fused query/key/value kernel (column)", r".*/qkv/kernel", (F, M)),
+    # Every block projection stores its kernel `[out, in]` (`OutputMajorDense`): a
+    # column-parallel kernel splits its first axis, a row-parallel one its second.
+    ("fused query/key/value kernel (column)", r".*/qkv/kernel", (M, F)),
     ("fused query/key/value bias", r".*/qkv/bias", (M,)),
-    ("cross-attention query kernel (column)", r".*/query/kernel", (F, M)),
+    ("cross-attention query kernel (column)", r".*/query/kernel", (M, F)),
     ("cross-attention query bias", r".*/query/bias", (M,)),
-    ("cross-attention key/value kernel (column)", r".*/key_value/kernel", (F, M)),
+    ("cross-attention key/value kernel (column)", r".*/key_value/kernel", (M, F)),
     ("cross-attention key/value bias", r".*/key_value/bias", (M,)),
-    # The output projections store `[out, in]` (`output_major_dense`): split along `in`.
     ("attention output kernel (row)", r".*attention/output/kernel", (F, M)),
     ("attention output bias", r".*attention/output/bias", (None,)),
     ("feed-forward input kernel (column)", r".*/feed_forward/(?:intermediate|gate)/kernel",
-     (F, M)),
+     (M, F)),
     ("feed-forward input bias", r".*/feed_forward/(?:intermediate|gate)/bias", (M,)),
     ("feed-forward output kernel (row)", r".*/feed_forward/output/kernel", (F, M)),
     ("feed-forward output bias", r".*/feed_forward/output/bias", (None,)),
@@ -112,7 +113,7 @@ def layout_rules(family, vocab_parallel: bool = False) -> list[tuple[str, str, t
     Example:
     >>> rules = layout_rules("Gpt")
     >>> [axes for _, regex, axes in rules if regex == r".*/qkv/kernel"]
-    [('fsdp', 'model')]
+    [('model', 'fsdp')]
     """
     name = _family_name(family)
     rules = list(_BLOCK_RULES)
@@ -171,7 +172,7 @@ def get_layout_map(
     ...                                      devices=[f"cpu:{i}" for i in range(4)])
     >>> layout_map = get_layout_map("Bert", mesh)
     >>> layout_map["bert/encoder_block_0/attention/qkv/kernel"].axes
-    (None, 'model')
+    ('model', None)
     >>> layout_map["bert/encoder_block_0/feed_forward/output/kernel"].axes
     (None, 'model')
     """

@@ -14,11 +14,11 @@ def reference_attention(layer, query, key_value, mask=None, bias=None):
     """Plain numpy softmax(QK^T / sqrt(d) + bias) V through the layer's own weights."""
     heads, size = layer.num_heads, layer.head_size
     if layer.cross_attention:
-        q = query @ to_np(layer.query_dense.kernel) + to_np(layer.query_dense.bias)
-        kv = key_value @ to_np(layer.key_value_dense.kernel) + to_np(layer.key_value_dense.bias)
+        q = query @ to_np(layer.query_dense.kernel).T + to_np(layer.query_dense.bias)
+        kv = key_value @ to_np(layer.key_value_dense.kernel).T + to_np(layer.key_value_dense.bias)
         k, v = np.split(kv, 2, axis=-1)
     else:
-        qkv = query @ to_np(layer.qkv_dense.kernel) + to_np(layer.qkv_dense.bias)
+        qkv = query @ to_np(layer.qkv_dense.kernel).T + to_np(layer.qkv_dense.bias)
         q, k, v = np.split(qkv, 3, axis=-1)
 
     def split(x):

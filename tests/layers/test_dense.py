@@ -1,6 +1,7 @@
 """`keras_llm.layers.dense`: output-major projections and one initializer draw per weight."""
 
 import doctest
+import re
 
 import keras
 import numpy as np
@@ -9,10 +10,10 @@ import pytest
 from keras_llm.layers import (
     FeedForward,
     MultiHeadAttention,
+    OutputMajorDense,
     clone_initializer,
     dense,
     kernel_is_output_major,
-    output_major_dense,
 )
 from keras_llm.models import Bert
 
@@ -21,28 +22,71 @@ from keras_llm.models import Bert
 def test_output_major_dense_is_x_times_kernel_transposed(rank):
     rng = np.random.default_rng(0)
     inputs = rng.normal(size=(2, 3, 4, 6)[:rank - 1] + (6,)).astype("float32")
-    layer = output_major_dense(5, input_rank=rank, name="output")
+    layer = OutputMajorDense(5, name="output")
     outputs = layer(inputs)
     kernel, bias = (keras.ops.convert_to_numpy(w) for w in layer.weights)
     assert kernel.shape == (5, 6) and bias.shape == (5,)
+    assert tuple(outputs.shape) == inputs.shape[:-1] + (5,)
     np.testing.assert_allclose(outputs, inputs @ kernel.T + bias, atol=1e-5)
     assert kernel_is_output_major(layer)
     assert not kernel_is_output_major(keras.layers.Dense(5))
-    assert output_major_dense(5, 3, name="no_bias", use_bias=False).bias_axes is None
-    with pytest.raises(ValueError, match="input_rank"):
-        output_major_dense(5, input_rank=1, name="bad")
 
 
-def test_output_projections_are_output_major_and_quantize():
+def test_output_major_dense_config_symbolic_shapes_and_errors():
+    layer = OutputMajorDense(5, use_bias=False, activation="relu", name="no_bias")
+    config = layer.get_config()
+    assert config["units"] == 5 and config["use_bias"] is False and "equation" not in config
+    clone = OutputMajorDense.from_config(config)
+    assert clone.get_config() == config and clone.bias_axes is None
+    symbolic = keras.Input((None, 6))  # Unknown batch and length.
+    assert tuple(clone(symbolic).shape) == (None, None, 5)
+    with pytest.raises(ValueError, match="rank 2 or more"):
+        OutputMajorDense(5)(np.ones((6,), "float32"))
+    with pytest.raises(ValueError, match="incompatible"):
+        clone(np.ones((2, 7), "float32"))  # Built for 6 features.
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's gradient")
+def test_kernel_gradient_is_one_matmul_on_tensorflow():
+    """Over `[batch, seq, in]` TensorFlow's einsum gradient is a batched matmul writing one
+    kernel-sized gradient per batch row; the layer flattens the rows, so every dot is 2-D."""
+    import tensorflow as tf
+
+    layer = OutputMajorDense(16, activation="gelu")
+    inputs = tf.ones((4, 3, 8))
+    layer(inputs)
+
+    @tf.function(jit_compile=True)
+    def kernel_gradient(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x) ** 2)
+        return tape.gradient(loss, layer.kernel)
+
+    expected_gradient = kernel_gradient(inputs)
+    hlo = kernel_gradient.experimental_get_compiler_ir(inputs)(stage="optimized_hlo")
+    dots = re.findall(r"= f32\[([0-9,]*)\][^ ]* dot\(", hlo)
+    assert dots and all(shape.count(",") == 1 for shape in dots), dots
+    assert tuple(expected_gradient.shape) == (16, 8)
+
+
+def test_every_block_projection_is_output_major_and_quantizes():
     attention = MultiHeadAttention(num_heads=2)
     attention(np.ones((1, 3, 8), "float32"))
-    ffn = FeedForward(intermediate_size=16)
+    cross = MultiHeadAttention(num_heads=2, cross_attention=True)
+    cross(np.ones((1, 3, 8), "float32"), np.ones((1, 5, 8), "float32"))
+    ffn = FeedForward(intermediate_size=16, gated=True)
     ffn(np.ones((1, 3, 8), "float32"))
-    assert tuple(attention.output_dense.kernel.shape) == (8, 8)
-    assert tuple(ffn.output_dense.kernel.shape) == (8, 16)  # [out, in]
+    shapes = {  # [out, in]
+        attention.qkv_dense: (24, 8), attention.output_dense: (8, 8),
+        cross.query_dense: (8, 8), cross.key_value_dense: (16, 8),
+        ffn.intermediate_dense: (16, 8), ffn.gate_dense: (16, 8), ffn.output_dense: (8, 16),
+    }
+    for layer, shape in shapes.items():
+        assert kernel_is_output_major(layer) and tuple(layer.kernel.shape) == shape, layer.name
     expected = ffn(np.ones((1, 3, 8), "float32"))
-    ffn.output_dense.quantize("int8")
-    assert ffn.output_dense.quantization_mode == "int8"
+    for layer in (ffn.intermediate_dense, ffn.gate_dense, ffn.output_dense):
+        layer.quantize("int8")
+        assert layer.quantization_mode == "int8"
     np.testing.assert_allclose(ffn(np.ones((1, 3, 8), "float32")), expected, atol=0.05)
 
 

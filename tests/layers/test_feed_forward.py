@@ -7,7 +7,7 @@ from keras_llm.layers import FeedForward
 
 
 def reference(layer, x, activation):
-    h = x @ ops.convert_to_numpy(layer.intermediate_dense.kernel) + ops.convert_to_numpy(
+    h = x @ ops.convert_to_numpy(layer.intermediate_dense.kernel).T + ops.convert_to_numpy(
         layer.intermediate_dense.bias
     )
     h = activation(h)

@@ -37,15 +37,15 @@ def mesh(batch: int = 2, model: int = 2, names=("batch", "model")):
 # The intended layout of every weight our models have, by the end of its path (the first
 # suffix that matches wins). A separate statement of intent from the module's regexes.
 INTENDED = [
-    ("/qkv/kernel", (None, MODEL)),  # column-parallel
+    ("/qkv/kernel", (MODEL, None)),  # column-parallel; block kernels are [out, in]
     ("/qkv/bias", (MODEL,)),
-    ("/query/kernel", (None, MODEL)),
-    ("/key_value/kernel", (None, MODEL)),
-    ("attention/output/kernel", (None, MODEL)),  # row-parallel; stored [out, in]
+    ("/query/kernel", (MODEL, None)),
+    ("/key_value/kernel", (MODEL, None)),
+    ("attention/output/kernel", (None, MODEL)),  # row-parallel
     ("attention/output/bias", (None,)),
-    ("feed_forward/intermediate/kernel", (None, MODEL)),
+    ("feed_forward/intermediate/kernel", (MODEL, None)),
     ("feed_forward/intermediate/bias", (MODEL,)),
-    ("feed_forward/gate/kernel", (None, MODEL)),
+    ("feed_forward/gate/kernel", (MODEL, None)),
     ("feed_forward/output/kernel", (None, MODEL)),
     ("feed_forward/output/bias", (None,)),
     ("token_embedding/embeddings", (None, MODEL)),
@@ -170,7 +170,7 @@ def test_vocab_parallel_splits_the_vocabulary():
 def test_fsdp_also_splits_the_hidden_dimension_over_the_batch_axis():
     layout_map = get_layout_map("Gpt", mesh(), fsdp=True)
     block = "gpt/decoder_block_0"
-    assert layout_map[f"{block}/self_attention/qkv/kernel"].axes == ("batch", MODEL)
+    assert layout_map[f"{block}/self_attention/qkv/kernel"].axes == (MODEL, "batch")
     assert layout_map[f"{block}/self_attention/output/kernel"].axes == ("batch", MODEL)
     assert layout_map[f"{block}/feed_forward/output/kernel"].axes == ("batch", MODEL)
     assert layout_map[f"{block}/self_attention/qkv/bias"].axes == (MODEL,)
@@ -181,7 +181,7 @@ def test_custom_axis_names_and_a_mesh_without_a_batch_axis():
     device_mesh = mesh(2, 2, names=("data", "tensor"))
     layout_map = get_layout_map("T5", device_mesh, model_axis="tensor", batch_axis="data",
                                 fsdp=True)
-    assert layout_map["t5/encoder_block_0/attention/qkv/kernel"].axes == ("data", "tensor")
+    assert layout_map["t5/encoder_block_0/attention/qkv/kernel"].axes == ("tensor", "data")
     only_model = keras.distribution.DeviceMesh((2,), ["model"], ["cpu:0", "cpu:1"])
     layout_map = get_layout_map("Bert", only_model, batch_axis=None)
     assert layout_map["bert/pooler/kernel"].axes == (None, MODEL)
@@ -190,7 +190,7 @@ def test_custom_axis_names_and_a_mesh_without_a_batch_axis():
 def test_backbones_and_task_models_give_their_family():
     device_mesh = mesh()
     key = "x/encoder_block_0/feed_forward/gate/kernel"
-    assert T5.get_layout_map(device_mesh)[key].axes == (None, MODEL)
+    assert T5.get_layout_map(device_mesh)[key].axes == (MODEL, None)
     assert Bert.get_layout_map(device_mesh, vocab_parallel=True)[
         "bert/embeddings/token_embedding/embeddings"].axes == (MODEL, None)
     classifier = BertClassifier(Bert.from_preset("bert_tiny"), num_classes=2)

@@ -75,9 +75,12 @@ def _quantize(model) -> None:
         model.quantize("int8")
 
 
+QUANTIZABLE_TYPES = (keras.layers.Dense, keras.layers.EinsumDense, keras.layers.Embedding)
+
+
 def _quantizable(model) -> list:
     return [layer for layer in model._flatten_layers()
-            if type(layer) in (keras.layers.Dense, keras.layers.Embedding)]
+            if isinstance(layer, QUANTIZABLE_TYPES)]
 
 
 @pytest.mark.parametrize("name", list(TASKS))
@@ -87,7 +90,7 @@ def test_int8_outputs_close_and_keras_round_trip(name, tmp_path):
     expected = _outputs(model, inputs)
     _quantize(model)
 
-    # Every Dense and Embedding of ours is int8, with int8 variables and float scales.
+    # Every Dense, EinsumDense and Embedding of ours is int8, with int8 weights, float scales.
     layers = _quantizable(model)
     assert layers and all(layer.quantization_mode == "int8" for layer in layers)
     assert all("int8" in [v.dtype for v in layer.weights] for layer in layers)

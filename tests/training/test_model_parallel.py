@@ -50,12 +50,12 @@ def test_the_split_model_trains_like_the_whole_one(case):
         assert abs(a - b) < TOLERANCE, (whole, split)
     assert result["max_weight_difference"] < TOLERANCE, result
     assert whole["updated"] > 0.01  # The steps really moved the weights.
-    # Really split: the fused QKV kernel holds half its columns on each device, and so do
-    # its AdamW moments; the batch is split over the batch axis.
+    # Really split: the fused QKV kernel ([out, in]) holds half its output features on each
+    # device, and so do its AdamW moments; the batch is split over the batch axis.
     qkv = result["qkv_kernel"]
-    expected = ["batch", "model"] if "fsdp" in case else [None, "model"]
+    expected = ["model", "batch"] if "fsdp" in case else ["model", None]
     assert qkv["spec"] == expected, qkv
-    assert qkv["shard_shape"][1] == qkv["shape"][1] // 2
+    assert qkv["shard_shape"][0] == qkv["shape"][0] // 2
     assert result["qkv_momentum_spec"] == expected
     assert result["split_weights"] >= 4 * 2  # qkv, output, intermediate, output per block.
     assert result["replicas"] == 2

@@ -196,7 +196,7 @@ class T5(Backbone):
                 continue
             kernel = attention.qkv_dense.kernel
             scale = ops.concatenate([ops.full((inner,), factor), ops.ones((2 * inner,))])
-            kernel.assign(ops.cast(kernel * scale[None, :], kernel.dtype))
+            kernel.assign(ops.cast(kernel * scale[:, None], kernel.dtype))  # [out, in]
         for block in self.decoder_blocks:
             dense = block.cross_attention_layer.query_dense
             if dense.quantization_mode is None:
