@@ -46,27 +46,43 @@ def test_output_major_dense_config_symbolic_shapes_and_errors():
         clone(np.ones((2, 7), "float32"))  # Built for 6 features.
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's gradient")
-def test_kernel_gradient_is_one_matmul_on_tensorflow():
+def _optimized_gradient_hlo(layer, inputs) -> tuple[np.ndarray, str]:
+    """The kernel gradient of `sum(layer(x) ** 2)` and the XLA-optimized HLO computing it."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(jit_compile=True)
+        def kernel_gradient(x):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(layer(x) ** 2)
+            return tape.gradient(loss, layer.kernel)
+
+        hlo = kernel_gradient.experimental_get_compiler_ir(inputs)(stage="optimized_hlo")
+        return keras.ops.convert_to_numpy(kernel_gradient(inputs)), hlo
+    import jax
+
+    def loss(trainable, x):
+        outputs, _ = layer.stateless_call(trainable, [], x)
+        return (outputs**2).sum()
+
+    kernel_gradient = jax.jit(lambda trainable, x: jax.grad(loss)(trainable, x)[0])
+    trainable = [v.value for v in layer.trainable_variables]
+    hlo = kernel_gradient.lower(trainable, inputs).compile().as_text()
+    return np.asarray(kernel_gradient(trainable, inputs)), hlo
+
+
+def test_kernel_gradient_is_one_matmul():
     """Over `[batch, seq, in]` TensorFlow's einsum gradient is a batched matmul writing one
     kernel-sized gradient per batch row; the layer flattens the rows, so every dot is 2-D."""
-    import tensorflow as tf
-
-    layer = OutputMajorDense(16, activation="gelu")
-    inputs = tf.ones((4, 3, 8))
+    layer = OutputMajorDense(16)
+    inputs = np.random.default_rng(0).normal(size=(4, 3, 8)).astype("float32")
     layer(inputs)
-
-    @tf.function(jit_compile=True)
-    def kernel_gradient(x):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(layer(x) ** 2)
-        return tape.gradient(loss, layer.kernel)
-
-    expected_gradient = kernel_gradient(inputs)
-    hlo = kernel_gradient.experimental_get_compiler_ir(inputs)(stage="optimized_hlo")
+    gradient, hlo = _optimized_gradient_hlo(layer, keras.ops.convert_to_tensor(inputs))
     dots = re.findall(r"= f32\[([0-9,]*)\][^ ]* dot\(", hlo)
     assert dots and all(shape.count(",") == 1 for shape in dots), dots
-    assert tuple(expected_gradient.shape) == (16, 8)
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in layer.weights)
+    outputs = inputs.reshape(-1, 8) @ kernel.T + bias
+    np.testing.assert_allclose(gradient, 2 * outputs.T @ inputs.reshape(-1, 8), rtol=1e-4)
 
 
 def test_every_block_projection_is_output_major_and_quantizes():
