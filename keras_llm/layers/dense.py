@@ -25,7 +25,8 @@ class OutputMajorDense(keras.layers.EinsumDense):
     applies, on the inputs' leading axes flattened into one: TensorFlow differentiates an
     einsum over `[batch, seq, in]` by a batched matmul that writes one kernel-sized gradient
     per batch row before summing them (10 % of a CPU training step's time in a BERT
-    feed-forward layer); over `[rows, in]` the kernel's gradient is one matmul.
+    feed-forward layer); over `[rows, in]` the kernel's gradient is one matmul. On
+    TensorFlow the float call is `(kernel @ x.T).T` (see `_tensorflow_call`).
 
     Args:
         units: output features.
@@ -54,14 +55,26 @@ class OutputMajorDense(keras.layers.EinsumDense):
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_shape[-1]})
 
     def call(self, inputs, training=None):
-        return self._on_rows(super().call, inputs, training=training)
+        if keras.backend.backend() != "tensorflow":
+            return self._on_rows(super().call, inputs)
+        return self._on_rows(self._tensorflow_call, inputs)
+
+    def _tensorflow_call(self, rows):
+        # TensorFlow hands XLA `x @ kernel.T` (as einsum or matmul) as a transpose op of the
+        # kernel and a matmul; in a decode loop XLA's CPU compiler then copies the whole
+        # transposed kernel at every step (gpt2_small, batch 1: 4x slower). `(kernel @ x.T).T`
+        # reads the kernel as it lies and transposes only the activations.
+        outputs = ops.transpose(ops.matmul(self.kernel, ops.transpose(rows)))
+        if self.bias is not None:
+            outputs = ops.add(outputs, self.bias)
+        return outputs if self.activation is None else self.activation(outputs)
 
     def quantized_call(self, inputs, training=None):  # Keras calls it instead of `call`.
         return self._on_rows(super().quantized_call, inputs, training=training)
 
-    def _on_rows(self, einsum_call, inputs, **kwargs):
+    def _on_rows(self, rows_call, inputs, **kwargs):
         shape = ops.shape(inputs)
-        outputs = einsum_call(ops.reshape(inputs, (-1, shape[-1])), **kwargs)
+        outputs = rows_call(ops.reshape(inputs, (-1, shape[-1])), **kwargs)
         return ops.reshape(outputs, (*shape[:-1], self.units))
 
     def quantize(self, mode=None, type_check=True, config=None):

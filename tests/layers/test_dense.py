@@ -85,6 +85,40 @@ def test_kernel_gradient_is_one_matmul():
     np.testing.assert_allclose(gradient, 2 * outputs.T @ inputs.reshape(-1, 8), rtol=1e-4)
 
 
+def _optimized_loop_hlo(layer, inputs) -> str:
+    """The XLA-optimized HLO of 4 applications of `layer` in a loop, as a decode loop runs."""
+    def step(i, rows):
+        return keras.ops.tanh(layer(rows))
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        loop = tf.function(lambda x: tf.while_loop(
+            lambda i, h: i < 4, lambda i, h: (i + 1, step(i, h)), (0, x))[1], jit_compile=True)
+        return loop.experimental_get_compiler_ir(inputs)(stage="optimized_hlo")
+    import jax
+
+    def loop(trainable, x):
+        def body(i, h):
+            return keras.ops.tanh(layer.stateless_call(trainable, [], h)[0])
+        return jax.lax.fori_loop(0, 4, body, x)
+
+    trainable = [v.value for v in layer.trainable_variables]
+    return jax.jit(loop).lower(trainable, inputs).compile().as_text()
+
+
+def test_a_loop_reads_the_kernel_as_it_lies():
+    """At batch 1 in a decode loop, no step copies or transposes the kernel (TensorFlow's
+    transpose op for `x @ kernel.T` made XLA's CPU compiler copy it at every step)."""
+    layer = OutputMajorDense(64)
+    inputs = keras.ops.ones((1, 1, 64))
+    layer(inputs)
+    hlo = _optimized_loop_hlo(layer, inputs)
+    kernel_sized = [line.strip()[:120] for line in hlo.splitlines()
+                    if re.search(r"= f32\[64,64\]\S* (copy|transpose)\(", line)]
+    assert not kernel_sized, kernel_sized
+
+
 def test_every_block_projection_is_output_major_and_quantizes():
     attention = MultiHeadAttention(num_heads=2)
     attention(np.ones((1, 3, 8), "float32"))
