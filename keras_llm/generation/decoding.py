@@ -73,9 +73,6 @@ def sample_loop(
     row_end = prompt_lengths + max_new_tokens
     start = ops.min(prompt_lengths)
     done = ops.zeros_like(prompt_lengths, dtype="bool")
-    if steps_per_check is None:
-        steps_per_check = (steps_between_checks(int(max_new_tokens), stop_token_ids)
-                           if isinstance(max_new_tokens, numbers.Integral) else 1)
 
     def cond(index, token_ids, cache, done):
         return ops.logical_and(index < total_length, ops.logical_not(ops.all(done)))
@@ -98,16 +95,36 @@ def sample_loop(
         token_ids = ops.slice_update(token_ids, [0, index], ops.expand_dims(token, 1))
         return index + 1, token_ids, cache, done
 
-    def steps(index, token_ids, cache, done):
+    steps_per_check = _resolve_steps_per_check(steps_per_check, max_new_tokens, stop_token_ids)
+    _, token_ids, _, done = _checked_while_loop(
+        cond, step, (start, token_ids, cache, done), steps_per_check)
+    return _pad_after_done(token_ids, row_end, pad_token_id)
+
+
+def _resolve_steps_per_check(steps_per_check, max_new_tokens, stop_token_ids) -> int:
+    if steps_per_check is not None:
+        return steps_per_check
+    if isinstance(max_new_tokens, numbers.Integral):
+        return steps_between_checks(int(max_new_tokens), stop_token_ids)
+    return 1
+
+
+def _checked_while_loop(cond, step, state, steps_per_check: int):
+    """`while cond(*state): state = step(*state)`, testing `cond` every `steps_per_check` steps.
+
+    `step` must leave the output unchanged when run past the end (up to
+    `steps_per_check - 1` extra times).
+    """
+    if steps_per_check == 1:
+        return ops.while_loop(cond, step, state)
+
+    def steps(*state):
         # A loop whose trip count is known when compiling: XLA's GPU runtime runs it without
         # copying a predicate to the host after every token (a wait for the device), so the
         # host queues the next steps' kernels while the device works.
-        return ops.fori_loop(0, steps_per_check, lambda _, state: step(*state),
-                             (index, token_ids, cache, done))
+        return ops.fori_loop(0, steps_per_check, lambda _, state: step(*state), state)
 
-    body = step if steps_per_check == 1 else steps
-    _, token_ids, _, done = ops.while_loop(cond, body, (start, token_ids, cache, done))
-    return _pad_after_done(token_ids, row_end, pad_token_id)
+    return ops.while_loop(cond, steps, state)
 
 
 def steps_between_checks(max_new_tokens: int, stop_token_ids: Sequence[int]) -> int:
@@ -144,6 +161,7 @@ def beam_search_loop(
     max_new_tokens: int,
     stop_token_ids: Sequence[int] = (),
     pad_token_id: int = 0,
+    steps_per_check: int | None = None,
 ):
     """Beam search; the same arguments as `sample_loop` (no seed), returns the best beam.
 
@@ -172,6 +190,10 @@ def beam_search_loop(
         return ops.logical_and(index < total_length, ops.logical_not(ops.all(done)))
 
     def body(index, token_ids, cache, scores, generated_length, done):
+        # As in `sample_loop`, steps past the end redo the last position and keep its token;
+        # every row has ended by then, so the scores do not change either.
+        past_end = index >= total_length
+        index = ops.minimum(index, total_length - 1)
         previous = ops.slice(token_ids, [0, index - 1], [batch * beams, 1])
         logits, cache = step_fn(previous, cache, index - 1)
         log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
@@ -202,11 +224,13 @@ def beam_search_loop(
         )
         newly_stopped = ops.logical_and(ops.logical_not(in_prompt), _is_stop(token, stop_token_ids))
         done = ops.logical_or(ops.logical_or(finished, newly_stopped), index + 1 >= row_end)
+        token = ops.where(past_end, _column(token_ids, index), token)
         token_ids = ops.slice_update(token_ids, [0, index], ops.expand_dims(token, 1))
         return index + 1, token_ids, cache, ops.reshape(top_scores, (-1,)), generated_length, done
 
-    _, token_ids, _, scores, generated_length, _ = ops.while_loop(
-        cond, body, (start, token_ids, cache, scores, generated_length, done)
+    steps_per_check = _resolve_steps_per_check(steps_per_check, max_new_tokens, stop_token_ids)
+    _, token_ids, _, scores, generated_length, _ = _checked_while_loop(
+        cond, body, (start, token_ids, cache, scores, generated_length, done), steps_per_check
     )
     length = ops.maximum(ops.cast(generated_length, "float32"), 1.0)
     normalized = ops.reshape(scores / length**sampler.length_penalty, (batch, beams))
