@@ -26,7 +26,7 @@ class OutputMajorDense(keras.layers.EinsumDense):
     einsum over `[batch, seq, in]` by a batched matmul that writes one kernel-sized gradient
     per batch row before summing them (10 % of a CPU training step's time in a BERT
     feed-forward layer); over `[rows, in]` the kernel's gradient is one matmul. On
-    TensorFlow the float call is `(kernel @ x.T).T` (see `_tensorflow_call`).
+    TensorFlow the float call is `(kernel @ x.T).T` (see `_rows_call`).
 
     Args:
         units: output features.
@@ -55,16 +55,18 @@ class OutputMajorDense(keras.layers.EinsumDense):
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_shape[-1]})
 
     def call(self, inputs, training=None):
-        if keras.backend.backend() != "tensorflow":
-            return self._on_rows(super().call, inputs)
-        return self._on_rows(self._tensorflow_call, inputs)
+        return self._on_rows(self._rows_call, inputs)
 
-    def _tensorflow_call(self, rows):
-        # TensorFlow hands XLA `x @ kernel.T` (as einsum or matmul) as a transpose op of the
-        # kernel and a matmul; in a decode loop XLA's CPU compiler then copies the whole
-        # transposed kernel at every step (gpt2_small, batch 1: 4x slower). `(kernel @ x.T).T`
-        # reads the kernel as it lies and transposes only the activations.
-        outputs = ops.transpose(ops.matmul(self.kernel, ops.transpose(rows)))
+    def _rows_call(self, rows):
+        """`EinsumDense.call` on `[rows, in]`, with TensorFlow's product written out."""
+        if keras.backend.backend() == "tensorflow":
+            # TensorFlow hands XLA `x @ kernel.T` (as einsum or matmul) as a transpose op of
+            # the kernel and a matmul; in a decode loop XLA's CPU compiler then copies the whole
+            # transposed kernel at every step (gpt2_small, batch 1: 4x slower).
+            # `(kernel @ x.T).T` reads the kernel as it lies and transposes only the activations.
+            outputs = ops.transpose(ops.matmul(self.kernel, ops.transpose(rows)))
+        else:
+            outputs = ops.einsum(self.equation, rows, self.kernel)
         if self.bias is not None:
             outputs = ops.add(outputs, self.bias)
         return outputs if self.activation is None else self.activation(outputs)
