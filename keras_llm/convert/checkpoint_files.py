@@ -16,7 +16,18 @@ from keras_llm.layers.dense import kernel_is_output_major
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable, or does not fit the model."""
+    """A checkpoint file is missing, unreadable, or does not fit the model.
+
+    Every converter raises it with the path and what to fix, before any weight
+    is assigned.
+
+    Example:
+    >>> try:
+    ...     read_json("/no/such/model/config.json")
+    ... except CheckpointError as error:
+    ...     print(error)
+    Config file not found: /no/such/model/config.json.
+    """
 
 
 def read_json(path: str, required_keys: Iterable[str] = ()) -> dict:

@@ -35,7 +35,15 @@ COLUMNAR_FORMAT = "columnar"
 
 
 class ServingError(RuntimeError):
-    """The model server answered with an error (its message is kept)."""
+    """The model server answered with an error (its message is kept).
+
+    Example:
+    >>> try:
+    ...     parse_rest_response({"error": "Missing 'text' in the request"})
+    ... except ServingError as error:
+    ...     print(error)
+    Missing 'text' in the request
+    """
 
 
 # --- REST ----------------------------------------------------------------------------------

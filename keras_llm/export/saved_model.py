@@ -49,7 +49,17 @@ _SIGNATURE_KINDS = ("text", "token_ids")
 
 
 class ExportError(ValueError):
-    """The model, preprocessor or destination cannot be exported; nothing was written."""
+    """The model, preprocessor or destination cannot be exported; nothing was written.
+
+    Example:
+    >>> import keras_llm
+    >>> bert = keras_llm.models.Bert.from_preset("bert_tiny")  # Never called: no weights.
+    >>> try:
+    ...     export_saved_model(bert, "/tmp/unused")
+    ... except ExportError as error:
+    ...     print(error)
+    The Bert was never built, so it has no weights to export. Call it on a batch ...
+    """
 
 
 def export_saved_model(

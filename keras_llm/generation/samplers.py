@@ -53,7 +53,22 @@ def sample_from_logits(logits, seed, step):
 
 
 class Sampler:
-    """Picks the next token from float32 logits `[batch, vocab]`."""
+    """Picks the next token from float32 logits `[batch, vocab]`.
+
+    A subclass implements `select(logits, seed, step)` with `keras.ops`, so that it
+    compiles into the decode loop; `seed` and `step` make random draws reproducible
+    without a stateful generator. Any instance can be passed as `strategy` to
+    `generate`.
+
+    Example:
+    >>> import numpy as np
+    >>> from keras import ops
+    >>> class LeastLikely(Sampler):
+    ...     def select(self, logits, seed, step):
+    ...         return ops.argmin(logits, axis=-1)
+    >>> int(LeastLikely().select(np.array([[0.1, 2.0, -0.3]]), 0, 0)[0])
+    2
+    """
 
     def select(self, logits, seed, step):
         raise NotImplementedError
@@ -85,7 +100,7 @@ class RandomSampler(Sampler):
 
     Example:
     >>> import numpy as np
-    >>> RandomSampler(temperature=0.7).select(np.zeros((2, 5), "float32"), 1, 0).shape
+    >>> tuple(RandomSampler(temperature=0.7).select(np.zeros((2, 5), "float32"), 1, 0).shape)
     (2,)
     """
 
@@ -158,6 +173,13 @@ class BeamSampler(Sampler):
     Finished beams are ranked by `sum(log p) / generated_length ** length_penalty`
     (`length_penalty > 0` favours longer outputs). The decode loop runs beam
     search itself; `select` is not used.
+
+    Example:
+    >>> import numpy as np, keras_llm
+    >>> lm = keras_llm.models.GptCausalLM(keras_llm.models.Gpt.from_preset("gpt2_tiny"))
+    >>> beams = BeamSampler(num_beams=3, length_penalty=0.6)
+    >>> tuple(lm.generate(np.array([[464, 3290]]), max_new_tokens=4, strategy=beams).shape)
+    (1, 6)
     """
 
     def __init__(self, num_beams: int, length_penalty: float = 1.0):

@@ -125,7 +125,7 @@ class MultiHeadAttention(keras.layers.Layer):
     >>> attention = MultiHeadAttention(num_heads=2)
     >>> x = np.random.rand(2, 5, 8).astype("float32")
     >>> mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
-    >>> attention(x, padding_mask=mask).shape
+    >>> tuple(attention(x, padding_mask=mask).shape)
     (2, 5, 8)
     """
 

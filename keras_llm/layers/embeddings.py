@@ -100,7 +100,7 @@ class Embeddings(keras.layers.Layer):
     Example:
     >>> import numpy as np
     >>> embeddings = Embeddings(vocab_size=100, hidden_size=8, max_sequence_length=16)
-    >>> embeddings(np.array([[5, 6, 7]]), segment_ids=np.array([[0, 0, 1]])).shape
+    >>> tuple(embeddings(np.array([[5, 6, 7]]), segment_ids=np.array([[0, 0, 1]])).shape)
     (1, 3, 8)
     """
 

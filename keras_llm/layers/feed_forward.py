@@ -53,7 +53,7 @@ class FeedForward(keras.layers.Layer):
     Example:
     >>> import numpy as np
     >>> ffn = FeedForward(intermediate_size=32, activation="gelu")
-    >>> ffn(np.ones((2, 4, 8), "float32")).shape
+    >>> tuple(ffn(np.ones((2, 4, 8), "float32")).shape)
     (2, 4, 8)
     """
 

@@ -32,7 +32,7 @@ class MaskedLMHead(keras.layers.Layer):
     >>> embedding.build((None,))
     >>> head = MaskedLMHead(embedding)
     >>> sequence = np.random.rand(2, 6, 8).astype("float32")
-    >>> head(sequence, mask_positions=np.array([[1, 4], [0, 2]])).shape
+    >>> tuple(head(sequence, mask_positions=np.array([[1, 4], [0, 2]])).shape)
     (2, 2, 100)
     """
 

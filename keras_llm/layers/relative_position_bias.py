@@ -49,7 +49,7 @@ class RelativePositionBias(keras.layers.Layer):
 
     Example:
     >>> bias = RelativePositionBias(num_heads=4)
-    >>> bias(query_length=3, key_length=5).shape
+    >>> tuple(bias(query_length=3, key_length=5).shape)
     (1, 4, 3, 5)
     """
 

@@ -37,7 +37,7 @@ def rematerialized_call(layer: keras.layers.Layer, inputs, **kwargs):
     >>> x = np.random.rand(2, 5, 16).astype("float32")
     >>> block.build(x.shape)
     >>> y = keras_llm.layers.rematerialized_call(block, x, training=True)
-    >>> y.shape
+    >>> tuple(y.shape)
     (2, 5, 16)
     """
     # Keras has no public walk over nested sublayers; `_flatten_layers` is what it uses itself.

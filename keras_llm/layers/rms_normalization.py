@@ -19,7 +19,8 @@ class RMSNormalization(keras.layers.Layer):
 
     Example:
     >>> import numpy as np
-    >>> RMSNormalization()(np.array([[3.0, 4.0]], "float32")).numpy().round(4).tolist()
+    >>> outputs = RMSNormalization()(np.array([[3.0, 4.0]], "float32"))
+    >>> np.asarray(outputs, "float64").round(4).tolist()
     [[0.8485, 1.1314]]
     """
 

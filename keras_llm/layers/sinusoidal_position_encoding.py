@@ -20,7 +20,8 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
     Example:
     >>> import numpy as np
     >>> encoding = SinusoidalPositionEncoding()
-    >>> encoding(np.zeros((1, 3, 4), "float32"))[0, 1].numpy().round(3).tolist()
+    >>> outputs = encoding(np.zeros((1, 3, 4), "float32"))
+    >>> np.asarray(outputs[0, 1], "float64").round(3).tolist()
     [0.841, 0.54, 0.01, 1.0]
     """
 

@@ -25,7 +25,7 @@ class TransformerDecoderBlock(TransformerBlock):
     >>> import numpy as np
     >>> block = TransformerDecoderBlock(num_heads=2, intermediate_size=32)
     >>> x = np.random.rand(2, 5, 8).astype("float32")
-    >>> block(x).shape
+    >>> tuple(block(x).shape)
     (2, 5, 8)
     """
 

@@ -21,7 +21,7 @@ class TransformerEncoderBlock(TransformerBlock):
     >>> import numpy as np
     >>> block = TransformerEncoderBlock(num_heads=2, intermediate_size=32)
     >>> x = np.random.rand(2, 5, 8).astype("float32")
-    >>> block(x, padding_mask=np.array([[1, 1, 1, 0, 0]] * 2)).shape
+    >>> tuple(block(x, padding_mask=np.array([[1, 1, 1, 0, 0]] * 2)).shape)
     (2, 5, 8)
     """
 

@@ -17,6 +17,21 @@ class Task(keras.Model):
     Subclasses create their head layers in `__init__`, build them in
     `build_head`, and list their own constructor arguments in `get_config`
     (through `head_config`); the backbone is serialized with its config.
+
+    Example:
+    >>> import keras, numpy as np, keras_llm
+    >>> class MeanPooledRegressor(keras_llm.models.Task):
+    ...     def __init__(self, backbone, **kwargs):
+    ...         super().__init__(backbone, **kwargs)
+    ...         self.score = keras.layers.Dense(1)
+    ...     def build_head(self, input_shape):
+    ...         self.score.build((None, self.backbone.hidden_size))
+    ...     def call(self, inputs):
+    ...         sequence = self.backbone(inputs)["sequence_output"]
+    ...         return self.score(keras.ops.mean(sequence, axis=1))
+    >>> regressor = MeanPooledRegressor(keras_llm.models.Bert.from_preset("bert_tiny"))
+    >>> tuple(regressor({"token_ids": np.array([[101, 2307, 102]])}).shape)
+    (1, 1)
     """
 
     backbone_class: type[keras.Model] | None = None

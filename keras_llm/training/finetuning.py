@@ -53,7 +53,21 @@ Evaluate = Callable[[keras.Model], dict[str, float]]
 
 @dataclasses.dataclass
 class FinetuningConfig:
-    """Every setting of a fine-tuning run; the field names are the flag names."""
+    """Every setting of a fine-tuning run; the field names are the flag names.
+
+    Settings are checked together when the config is made, so one error lists
+    every bad value.
+
+    Example:
+    >>> config = FinetuningConfig(task="sst2", batch_size=16, num_train_steps=100)
+    >>> config.batch_size, config.warmup_ratio
+    (16, 0.1)
+    >>> try:
+    ...     FinetuningConfig(batch_size=0, learning_rate=-1.0)
+    ... except ValueError as error:
+    ...     print(error)
+    Invalid fine-tuning settings: batch_size must be at least 1, not 0; learning_rate must ...
+    """
 
     task: str | None = None
     data_dir: str | None = None

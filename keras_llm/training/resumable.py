@@ -20,7 +20,17 @@ _STATE_FILE = "checkpoint_state.json"
 
 
 class LearningRateLogger(keras.callbacks.Callback):
-    """Adds the optimizer's current learning rate to the logs (progress bar, TensorBoard)."""
+    """Adds the optimizer's current learning rate to the logs (progress bar, TensorBoard).
+
+    Example:
+    >>> import keras, numpy as np
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile(keras.optimizers.AdamW(learning_rate=3e-4), "mse")
+    >>> history = model.fit(np.ones((4, 2)), np.ones((4, 1)), batch_size=2, verbose=0,
+    ...                     callbacks=[LearningRateLogger()])
+    >>> round(history.history["learning_rate"][0], 6)
+    0.0003
+    """
 
     def _add(self, logs):
         if logs is not None:
@@ -39,6 +49,19 @@ class StepCheckpoint(keras.callbacks.Callback):
     """Saves weights and optimizer state every `every` steps (atomically), keeping `keep`.
 
     The step counted is `initial_step` plus the batches trained in this run.
+    `fit_resumable` uses it; `restore_latest` reads what it wrote.
+
+    Example:
+    >>> import os, tempfile, keras, numpy as np
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile("adamw", "mse")
+    >>> directory = tempfile.mkdtemp()
+    >>> history = model.fit(np.ones((8, 2)), np.ones((8, 1)), batch_size=2, verbose=0,
+    ...                     callbacks=[StepCheckpoint(directory, every=2, keep=2)])
+    >>> sorted(os.listdir(directory))
+    ['checkpoint_state.json', 'ckpt-2.weights.h5', 'ckpt-4.weights.h5']
+    >>> read_checkpoint_state(directory)["latest"]
+    'ckpt-4.weights.h5'
     """
 
     def __init__(self, directory: str, every: int, initial_step: int = 0, keep: int = 2,

@@ -101,7 +101,7 @@ class Bert(Backbone):
     >>> bert = keras_llm.models.Bert.from_preset("bert_tiny")
     >>> outputs = bert({"token_ids": np.array([[101, 7592, 102, 0]]),
     ...                 "padding_mask": np.array([[1, 1, 1, 0]])})
-    >>> outputs["sequence_output"].shape, outputs["pooled_output"].shape
+    >>> tuple(outputs["sequence_output"].shape), tuple(outputs["pooled_output"].shape)
     ((1, 4, 128), (1, 128))
     """
 

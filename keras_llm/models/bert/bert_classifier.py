@@ -26,7 +26,7 @@ class BertClassifier(Task):
     >>> import numpy as np, keras_llm
     >>> bert = keras_llm.models.Bert.from_preset("bert_tiny")
     >>> classifier = keras_llm.models.BertClassifier(bert, num_classes=2)
-    >>> classifier({"token_ids": np.array([[101, 2307, 102]])}).shape
+    >>> tuple(classifier({"token_ids": np.array([[101, 2307, 102]])}).shape)
     (1, 2)
     """
 

@@ -27,7 +27,7 @@ class BertPretrainer(Task):
     >>> pretrainer = keras_llm.models.BertPretrainer(bert)
     >>> out = pretrainer({"token_ids": np.array([[101, 103, 2003, 102]]),
     ...                   "mask_positions": np.array([[1]])})
-    >>> out["mlm_logits"].shape, out["nsp_logits"].shape
+    >>> tuple(out["mlm_logits"].shape), tuple(out["nsp_logits"].shape)
     ((1, 1, 30522), (1, 2))
     """
 

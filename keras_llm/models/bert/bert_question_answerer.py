@@ -24,7 +24,7 @@ class BertQuestionAnswerer(Task):
     >>> import numpy as np, keras_llm
     >>> bert = keras_llm.models.Bert.from_preset("bert_tiny")
     >>> qa = keras_llm.models.BertQuestionAnswerer(bert)
-    >>> qa({"token_ids": np.array([[101, 2054, 102, 2023, 102]])})["start_logits"].shape
+    >>> tuple(qa({"token_ids": np.array([[101, 2054, 102, 2023, 102]])})["start_logits"].shape)
     (1, 5)
     """
 

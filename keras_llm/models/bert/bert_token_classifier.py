@@ -22,7 +22,7 @@ class BertTokenClassifier(Task):
     >>> import numpy as np, keras_llm
     >>> bert = keras_llm.models.Bert.from_preset("bert_tiny")
     >>> tagger = keras_llm.models.BertTokenClassifier(bert, num_classes=9)
-    >>> tagger({"token_ids": np.array([[101, 3000, 2003, 102]])}).shape
+    >>> tuple(tagger({"token_ids": np.array([[101, 3000, 2003, 102]])}).shape)
     (1, 4, 9)
     """
 

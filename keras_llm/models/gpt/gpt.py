@@ -81,7 +81,7 @@ class Gpt(Backbone):
     Example:
     >>> import numpy as np, keras_llm
     >>> gpt = keras_llm.models.Gpt.from_preset("gpt2_tiny")
-    >>> gpt({"token_ids": np.array([[464, 3290, 318]])}).shape
+    >>> tuple(gpt({"token_ids": np.array([[464, 3290, 318]])}).shape)
     (1, 3, 64)
     """
 

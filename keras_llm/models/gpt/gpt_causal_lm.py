@@ -32,9 +32,9 @@ class GptCausalLM(GenerativeTask):
     Example:
     >>> import numpy as np, keras_llm
     >>> lm = keras_llm.models.GptCausalLM(keras_llm.models.Gpt.from_preset("gpt2_tiny"))
-    >>> lm({"token_ids": np.array([[464, 3290]])}).shape
+    >>> tuple(lm({"token_ids": np.array([[464, 3290]])}).shape)
     (1, 2, 50257)
-    >>> lm.generate(np.array([[464, 3290]]), max_new_tokens=3).shape
+    >>> tuple(lm.generate(np.array([[464, 3290]]), max_new_tokens=3).shape)
     (1, 5)
     """
 

@@ -65,7 +65,7 @@ class T5(Backbone):
     >>> import numpy as np, keras_llm
     >>> t5 = keras_llm.models.T5.from_preset("t5_tiny")
     >>> out = t5({"encoder_token_ids": np.array([[37, 1]]), "decoder_token_ids": np.array([[0]])})
-    >>> out["decoder_sequence_output"].shape
+    >>> tuple(out["decoder_sequence_output"].shape)
     (1, 1, 64)
     """
 

@@ -41,7 +41,7 @@ class T5Seq2SeqLM(GenerativeTask):
     Example:
     >>> import numpy as np, keras_llm
     >>> lm = keras_llm.models.T5Seq2SeqLM(keras_llm.models.T5.from_preset("t5_tiny"))
-    >>> lm.generate(np.array([[37, 423, 1]]), max_new_tokens=4).shape
+    >>> tuple(lm.generate(np.array([[37, 423, 1]]), max_new_tokens=4).shape)
     (1, 4)
     """
 
