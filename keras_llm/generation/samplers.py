@@ -198,7 +198,14 @@ def get_sampler(
     length_penalty: float = 1.0,
 ) -> Sampler:
     """The sampler for a strategy name (`"greedy"`, `"random"`, `"top_k"`, `"top_p"`,
-    `"beam"`) and its arguments, or `strategy` itself if it is a `Sampler`."""
+    `"beam"`) and its arguments, or `strategy` itself if it is a `Sampler`.
+
+    Example:
+    >>> get_sampler("top_p", temperature=0.8)
+    TopPSampler(temperature=0.8, p=0.9, k=None)
+    >>> get_sampler("beam", num_beams=5)
+    BeamSampler(num_beams=5, length_penalty=1.0)
+    """
     if isinstance(strategy, Sampler):
         return strategy
     if strategy == "greedy":

@@ -34,6 +34,13 @@ def merge_attention_masks(
     Raises:
         ValueError: for a mask of the wrong rank or a static shape that does not
             match the query and key lengths.
+
+    Example:
+    >>> import numpy as np
+    >>> mask = merge_attention_masks(1, 3, 3, padding_mask=np.array([[1, 1, 0]]),
+    ...                              use_causal_mask=True)
+    >>> np.asarray(mask).astype(int).tolist()
+    [[[1, 0, 0], [1, 1, 0], [1, 1, 0]]]
     """
     mask = None
     if padding_mask is not None:

@@ -95,7 +95,13 @@ class OutputMajorDense(keras.layers.EinsumDense):
 
 
 def kernel_is_output_major(layer: keras.layers.Layer) -> bool:
-    """Whether a dense-like layer stores its kernel `[out, in]` (see `OutputMajorDense`)."""
+    """Whether a dense-like layer stores its kernel `[out, in]` (see `OutputMajorDense`).
+
+    Example:
+    >>> import keras
+    >>> kernel_is_output_major(OutputMajorDense(4)), kernel_is_output_major(keras.layers.Dense(4))
+    (True, False)
+    """
     return isinstance(layer, OutputMajorDense)  # The one layer of ours that does.
 
 

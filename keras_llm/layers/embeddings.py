@@ -26,6 +26,15 @@ def check_token_ids(token_ids, vocab_size: int, name: str = "token_ids") -> None
     Under `tf.function`/`jit` the values are unknown; there TensorFlow's CPU
     gather raises on its own, but GPUs and JAX would silently clip, so eager
     calls check here first.
+
+    Example:
+    >>> import numpy as np
+    >>> check_token_ids(np.array([[5, 99]]), vocab_size=100)  # In range: nothing happens.
+    >>> try:
+    ...     check_token_ids(np.array([[5, 100]]), vocab_size=100)
+    ... except ValueError as error:
+    ...     print(error)
+    `token_ids` holds id 100, outside the vocabulary [0, 100). Tokenize with ...
     """
     values = _concrete_numpy(token_ids)
     if values is None or values.size == 0:

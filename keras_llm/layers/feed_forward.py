@@ -23,7 +23,14 @@ ACTIVATION_ALIASES = {
 
 
 def get_activation(name: str):
-    """Returns the activation function for a keras-llm or Hugging Face name."""
+    """Returns the activation function for a keras-llm or Hugging Face name.
+
+    Example:
+    >>> import numpy as np
+    >>> gelu_new = get_activation("gelu_new")  # GPT-2's name for tanh-approximated GELU.
+    >>> np.asarray(gelu_new(np.array([1.0], "float32")), "float64").round(4).tolist()
+    [0.8412]
+    """
     if name not in ACTIVATION_ALIASES:
         raise ValueError(
             f"Unknown activation {name!r}; expected one of {sorted(ACTIVATION_ALIASES)}."

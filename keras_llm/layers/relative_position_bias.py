@@ -17,6 +17,14 @@ def relative_position_buckets(
     distances; the rest grow logarithmically up to `max_distance`, beyond
     which all distances share the last bucket. A causal (one-directional)
     bucketing maps every future key to bucket 0.
+
+    Example:
+    >>> import numpy as np
+    >>> distances = np.array([-200, -3, 0, 3, 200])
+    >>> np.asarray(relative_position_buckets(distances, bidirectional=True)).tolist()
+    [15, 3, 0, 19, 31]
+    >>> np.asarray(relative_position_buckets(distances, bidirectional=False)).tolist()
+    [31, 3, 0, 0, 0]
     """
     relative_position = ops.cast(relative_position, "int32")
     buckets = ops.zeros_like(relative_position)

@@ -32,7 +32,12 @@ def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
 
 
 def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
-    """Mean ROUGE-L F-measure (`rouge-score`, with stemming), in [0, 1]."""
+    """Mean ROUGE-L F-measure (`rouge-score`, with stemming), in [0, 1].
+
+    Example:
+    >>> round(rouge_l(["the cats sat on the mat"], ["the cat sat on a mat"]), 4)
+    0.8333
+    """
     _check(predictions, references)
     try:
         from rouge_score import rouge_scorer
@@ -45,7 +50,14 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
 
 
 def bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
-    """Corpus BLEU (`sacrebleu`, its default 13a tokenization), in [0, 100]."""
+    """Corpus BLEU (`sacrebleu`, its default 13a tokenization), in [0, 100].
+
+    Example:
+    >>> round(bleu(["the cat sat on the mat"], ["the cat sat on the mat"]), 2)
+    100.0
+    >>> round(bleu(["the cat sat on a mat"], ["the cat sat on the mat"]), 2)
+    53.73
+    """
     _check(predictions, references)
     try:
         import sacrebleu
