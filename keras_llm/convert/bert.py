@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -19,6 +20,12 @@ from keras_llm.convert.checkpoint_files import (
     read_json,
     read_tf_checkpoint,
 )
+
+if TYPE_CHECKING:
+    from keras_llm.models import Bert
+    from keras_llm.models.task import Task
+
+_TaskT = TypeVar("_TaskT", bound="Task")
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +224,7 @@ def _build_bert(config: dict, overrides: dict):
     return bert
 
 
-def load_bert_backbone(path: str, **overrides):
+def load_bert_backbone(path: str, **overrides: Any) -> Bert:
     """A `Bert` with the encoder and pooler weights of a local checkpoint.
 
     Head tensors (`classifier.*`, `qa_outputs.*`, `cls.*`) are skipped; any
@@ -231,7 +238,7 @@ def load_bert_backbone(path: str, **overrides):
     return bert
 
 
-def load_bert_task(task_class, path: str, **kwargs):
+def load_bert_task(task_class: type[_TaskT], path: str, **kwargs: Any) -> _TaskT:
     """A BERT task model with backbone and, when the checkpoint has them, head weights.
 
     `kwargs` go to the task's constructor (e.g. `num_classes`); `dtype` and

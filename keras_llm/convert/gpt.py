@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +14,9 @@ from keras_llm.convert.checkpoint_files import (
     read_hf_weights,
     read_json,
 )
+
+if TYPE_CHECKING:
+    from keras_llm.models import Gpt
 
 _REQUIRED_CONFIG_KEYS = ("vocab_size", "n_layer", "n_head", "n_embd")
 # Causal-mask buffers that old HF versions saved with the weights.
@@ -54,7 +58,7 @@ def read_gpt_checkpoint(path: str) -> tuple[dict, dict[str, np.ndarray]]:
     return config, weights
 
 
-def load_gpt_backbone(path: str, **overrides):
+def load_gpt_backbone(path: str, **overrides: Any) -> Gpt:
     """A `Gpt` with the weights of a local HF GPT-2 folder; keyword arguments override the
     config (e.g. `dtype`, `dropout`)."""
     from keras_llm.models import Gpt

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +14,10 @@ from keras_llm.convert.checkpoint_files import (
     read_hf_weights,
     read_json,
 )
+
+if TYPE_CHECKING:
+    from keras_llm.models import T5, T5Seq2SeqLM
+    from keras_llm.tokenizers.string_tokenizer import StringTokenizer
 
 _REQUIRED_CONFIG_KEYS = ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_heads")
 # Copies of the shared embedding that some versions save per stack.
@@ -87,7 +92,8 @@ def _norm(weights: WeightMap, norm, name: str) -> None:
     weights.assign(norm.scale, weights.take(f"{name}.weight"), f"{name}.weight")
 
 
-def load_t5(path: str, with_lm_head: bool = False, tokenizer=None, **overrides):
+def load_t5(path: str, with_lm_head: bool = False, tokenizer: StringTokenizer | None = None,
+            **overrides: Any) -> tuple[T5, T5Seq2SeqLM | None]:
     """`(T5, T5Seq2SeqLM or None)` with the weights of a local HF T5 folder."""
     from keras_llm.models import T5, T5Seq2SeqLM
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from keras_llm.tokenizers.string_tokenizer import StringTokenizer
 
 
 def read_text_file(path: str | Path) -> str:
@@ -25,7 +29,8 @@ def read_text_file(path: str | Path) -> str:
     return text
 
 
-def tokenize_text(text: str, tokenizer, chunk_characters: int = 20_000) -> np.ndarray:
+def tokenize_text(text: str, tokenizer: StringTokenizer,
+                  chunk_characters: int = 20_000) -> np.ndarray:
     """Token ids of a long text, tokenized in batches of line-aligned chunks.
 
     Chunks end at a newline, where GPT-2's pre-tokenizer splits anyway, so the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 
-def shuffle_epochs(examples, seed: int):
+def shuffle_epochs(examples: tf.data.Dataset, seed: int) -> tf.data.Dataset:
     """Repeats a finite dataset of examples forever, epoch `e` shuffled with seed `(seed, e)`.
 
     Unlike `shuffle(reshuffle_each_iteration=True)`, whose order depends on how

@@ -26,9 +26,12 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tensorflow_serving.apis import predict_pb2
 
 ROW_FORMAT = "row"
 COLUMNAR_FORMAT = "columnar"
@@ -191,7 +194,7 @@ def _numpy_input(value: Any) -> np.ndarray:
 
 def make_predict_request(inputs: Mapping[str, Any], model_name: str = "model",
                          signature_name: str = "serving_default",
-                         version: int | None = None):
+                         version: int | None = None) -> predict_pb2.PredictRequest:
     """A `tensorflow_serving.apis.predict_pb2.PredictRequest` for `inputs`.
 
     Strings are sent as UTF-8 bytes (`DT_STRING`), integers as int32, floats as float32.
@@ -213,14 +216,15 @@ def make_predict_request(inputs: Mapping[str, Any], model_name: str = "model",
     return request
 
 
-def parse_predict_response(response) -> dict[str, np.ndarray]:
+def parse_predict_response(response: predict_pb2.PredictResponse) -> dict[str, np.ndarray]:
     """A `PredictResponse` -> output name -> numpy array (strings as `bytes`)."""
     import tensorflow as tf
 
     return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
 
 
-def send_grpc(target: str, request, timeout: float = 30.0):
+def send_grpc(target: str, request: predict_pb2.PredictRequest,
+              timeout: float = 30.0) -> predict_pb2.PredictResponse:
     """Sends `request` to a model server's gRPC port (e.g. `"localhost:8500"`)."""
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc

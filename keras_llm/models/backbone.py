@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 import keras
 
 from keras_llm.models.layout import get_layout_map
 from keras_llm.models.presets import get_preset
+
+# A backend tensor, a NumPy array or anything `keras.ops` converts.
+Tensor = Any
 
 
 def override_config(config: dict, overrides: dict) -> dict:

@@ -33,19 +33,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import keras
 from keras import ops
 
-from keras_llm.models.backbone import override_config
+from keras_llm.models.backbone import Tensor, override_config
 from keras_llm.models.bert.bert import Bert, unpack_bert_inputs
 from keras_llm.models.bert.bert_classifier import BertClassifier
 
 LAYER_MAPS = ("uniform", "top")
-
-# A backend tensor, a NumPy array or anything `keras.ops` converts.
-Tensor = Any
 
 
 # --- The loss, as pure functions ------------------------------------------------------------

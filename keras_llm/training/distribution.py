@@ -6,8 +6,12 @@ import contextlib
 import json
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import keras
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "model_parallel")
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -26,8 +30,11 @@ def set_mixed_precision(name: str) -> str:
     return PRECISIONS[name]
 
 
-def distribution_scope(name: str = "auto", model_parallelism: int | None = None,
-                       layout: str | type | Callable | None = None):
+def distribution_scope(
+    name: str = "auto",
+    model_parallelism: int | None = None,
+    layout: str | type | Callable | None = None,
+) -> tuple[contextlib.AbstractContextManager, int]:
     """A context in which to build the model, optimizer and metrics for strategy `name`.
 
     TensorFlow backend: `auto` mirrors over all visible GPUs (else the default
@@ -43,8 +50,11 @@ def distribution_scope(name: str = "auto", model_parallelism: int | None = None,
     return (strategy.scope() if strategy is not None else contextlib.nullcontext()), replicas
 
 
-def make_strategy(name: str = "auto", model_parallelism: int | None = None,
-                  layout: str | type | Callable | None = None):
+def make_strategy(
+    name: str = "auto",
+    model_parallelism: int | None = None,
+    layout: str | type | Callable | None = None,
+) -> tuple[tf.distribute.Strategy | None, int]:
     """`(tf.distribute strategy, num_replicas)` for `name` on TensorFlow; `(None, n)` on
     other backends, where JAX data or model parallelism is set globally instead.
 

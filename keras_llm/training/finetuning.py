@@ -27,7 +27,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import keras
 from absl import flags, logging
@@ -48,6 +48,13 @@ from keras_llm.training.resumable import (
 )
 from keras_llm.training.schedules import WarmupDecay
 
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from keras_llm.models.task import Task
+    from keras_llm.tokenizers import BertPreprocessor
+
+_TaskT = TypeVar("_TaskT", bound="Task")
 Evaluate = Callable[[keras.Model], dict[str, float]]
 
 
@@ -325,7 +332,7 @@ class FinetuningRun:
                      f", each split over {self.model_parallelism} devices"
                      if self.model_parallelism > 1 else "", keras.config.dtype_policy().name)
 
-    def scope(self):
+    def scope(self) -> contextlib.AbstractContextManager:
         """A fresh strategy scope (each can be entered once) for building variables."""
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
@@ -346,7 +353,8 @@ class FinetuningRun:
             f"No WordPiece vocabulary found (looked for {candidates or 'nothing'}). Pass "
             "--vocab_file=/path/to/vocab.txt, or an --init_checkpoint folder that holds vocab.txt.")
 
-    def load_preprocessor(self, sequence_length: int | None = None, **kwargs):
+    def load_preprocessor(self, sequence_length: int | None = None,
+                          **kwargs: Any) -> BertPreprocessor:
         """A `BertPreprocessor` over the run's vocabulary, packing to `max_seq_length`."""
         from keras_llm.tokenizers import BertPreprocessor, WordPieceTokenizer
 
@@ -359,7 +367,8 @@ class FinetuningRun:
             tokenizer, sequence_length=sequence_length or self.config.max_seq_length, **kwargs)
         return self.preprocessor
 
-    def load_model(self, task_class: type, vocab_size: int | None = None, **task_kwargs):
+    def load_model(self, task_class: type[_TaskT], vocab_size: int | None = None,
+                   **task_kwargs: Any) -> _TaskT:
         """Builds `task_class` from --init_checkpoint under the strategy scope, then freezes.
 
         A preset name gives a randomly initialised backbone whose vocabulary is
@@ -452,8 +461,9 @@ class FinetuningRun:
                 loss_weights=loss_weights, jit_compile=jit,
             )
 
-    def fit(self, model: keras.Model, train_dataset, evaluate: Evaluate | None = None,
-            callbacks: Sequence[keras.callbacks.Callback] = (), verbose="auto") -> dict:
+    def fit(self, model: keras.Model, train_dataset: tf.data.Dataset,
+            evaluate: Evaluate | None = None, callbacks: Sequence[keras.callbacks.Callback] = (),
+            verbose: str | int = "auto") -> dict:
         """Trains for the planned steps, resuming from the output folder's checkpoints.
 
         `train_dataset` must be deterministic and batched with the global batch
@@ -518,7 +528,8 @@ class FinetuningRun:
         print(json.dumps(results, indent=2, default=str))
         return path
 
-    def export(self, model: keras.Model, preprocessor=None, **kwargs) -> str | None:
+    def export(self, model: keras.Model, preprocessor: keras.layers.Layer | None = None,
+               **kwargs: Any) -> str | None:
         """Exports a TF Serving SavedModel to --export_dir (chief only); returns its folder.
 
         The export traces the model and its in-graph preprocessor with TensorFlow, so

@@ -11,7 +11,7 @@ NO_DECAY_NAMES = ("gamma", "beta", "bias", "output_bias")
 
 
 def create_adamw(
-    learning_rate,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
     weight_decay: float = 0.01,
     beta_1: float = 0.9,
     beta_2: float = 0.999,

@@ -13,8 +13,15 @@ import contextlib
 import json
 import math
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import keras
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from keras_llm.models.backbone import Tensor
 
 _STATE_FILE = "checkpoint_state.json"
 
@@ -122,7 +129,8 @@ def read_checkpoint_state(directory: str) -> dict | None:
         ) from error
 
 
-def restore_latest(model: keras.Model, directory: str, sample_batch) -> int:
+def restore_latest(model: keras.Model, directory: str,
+                   sample_batch: dict[str, Tensor] | Tensor) -> int:
     """Loads the newest checkpoint in `directory` into a compiled `model`; returns its step.
 
     `sample_batch` (inputs of one batch) builds the model and its optimizer
@@ -152,13 +160,13 @@ def variable_scope(model: keras.Model):
 
 def fit_resumable(
     model: keras.Model,
-    train_batches,
+    train_batches: tf.data.Dataset,
     total_steps: int,
     checkpoint_dir: str,
     steps_per_checkpoint: int,
-    validation_data=None,
-    callbacks=(),
-    verbose="auto",
+    validation_data: tf.data.Dataset | tuple | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: str | int = "auto",
     save: bool = True,
 ) -> tuple[keras.callbacks.History | None, int]:
     """Trains a compiled `model` for `total_steps` batches, resuming from `checkpoint_dir`.

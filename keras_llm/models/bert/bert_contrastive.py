@@ -13,6 +13,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_llm.models.backbone import Tensor
 from keras_llm.models.bert.bert import Bert, unpack_bert_inputs
 from keras_llm.models.task import Task
 
@@ -142,7 +143,7 @@ class BertContrastive(Task):
         if self.projection is not None:
             self.projection.build((None, self.backbone.hidden_size))
 
-    def embed(self, inputs, training=None):
+    def embed(self, inputs: dict[str, Tensor], training: bool | None = None) -> Tensor:
         """Unit-norm float32 embeddings `[batch, dim]` of one BERT input dict."""
         _, _, padding_mask = unpack_bert_inputs(inputs)
         outputs = self.backbone(inputs, training=training)
@@ -174,7 +175,7 @@ class BertContrastive(Task):
         """
         return {"anchor": inputs, "positive": inputs}
 
-    def similarity_logits(self, embeddings: dict):
+    def similarity_logits(self, embeddings: dict[str, Tensor]) -> Tensor:
         """`cos(anchor_i, candidate_j) / temperature`, `[batch, batch]` (or `[batch, 2 batch]`
         with negatives: the positives' columns first)."""
         candidates = embeddings["positive"]
@@ -182,7 +183,8 @@ class BertContrastive(Task):
             candidates = ops.concatenate([candidates, embeddings["negative"]], axis=0)
         return ops.matmul(embeddings["anchor"], ops.transpose(candidates)) / self.temperature
 
-    def contrastive_loss(self, embeddings: dict, sample_weight=None):
+    def contrastive_loss(self, embeddings: dict[str, Tensor],
+                         sample_weight: Tensor | None = None) -> Tensor:
         """The mean (or `sample_weight`-weighted mean) over anchors of the cross-entropy
         of `similarity_logits` with the matching positive as the target."""
         if not isinstance(embeddings, dict) or "positive" not in embeddings:

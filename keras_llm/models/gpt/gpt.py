@@ -12,7 +12,7 @@ from keras_llm.layers import (
     empty_key_value_cache,
     rematerialized_call,
 )
-from keras_llm.models.backbone import Backbone, resolve_quantized_policies
+from keras_llm.models.backbone import Backbone, Tensor, resolve_quantized_policies
 from keras_llm.models.gpt.gpt_presets import GPT_PRESETS
 from keras_llm.models.presets import register_presets
 
@@ -200,7 +200,8 @@ class Gpt(Backbone):
             for _ in range(self.num_layers)
         ]
 
-    def call_with_cache(self, token_ids, cache: list, cache_update_index, padding_mask=None):
+    def call_with_cache(self, token_ids: Tensor, cache: list, cache_update_index: int | Tensor,
+                        padding_mask: Tensor | None = None) -> tuple[Tensor, list]:
         """Runs `token_ids` `[batch, n]` at positions `cache_update_index ...`.
 
         Returns `(hidden_states [batch, n, hidden], updated cache)`. `padding_mask`,

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 from keras import ops
 
-from keras_llm.generation import BeamSampler, beam_search_loop, get_sampler, sample_loop
+from keras_llm.generation import BeamSampler, Sampler, beam_search_loop, get_sampler, sample_loop
 from keras_llm.layers import project_onto_embeddings
+from keras_llm.models.backbone import Tensor
 from keras_llm.models.generative_task import GenerativeTask, check_max_new_tokens, pad_rows
 from keras_llm.models.gpt.gpt import Gpt, unpack_gpt_inputs
+
+if TYPE_CHECKING:
+    from keras_llm.tokenizers.string_tokenizer import StringTokenizer
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
@@ -40,13 +45,14 @@ class GptCausalLM(GenerativeTask):
 
     backbone_class = Gpt
 
-    def __init__(self, backbone: Gpt, tokenizer=None, **kwargs):
+    def __init__(self, backbone: Gpt, tokenizer: StringTokenizer | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(backbone, tokenizer=tokenizer, **kwargs)
 
     def build_head(self, input_shape):
         pass  # The head is the backbone's token embedding.
 
-    def logits(self, hidden_states):
+    def logits(self, hidden_states: Tensor) -> Tensor:
         """Projects hidden states onto the vocabulary with the tied embedding matrix
         (dequantized on the fly after `quantize`)."""
         return project_onto_embeddings(hidden_states, self.backbone.token_embedding)
@@ -56,7 +62,8 @@ class GptCausalLM(GenerativeTask):
 
     # Training: labels are the inputs shifted by one, padding ignored.
 
-    def loss_targets(self, x, y, y_pred, sample_weight):
+    def loss_targets(self, x: dict[str, Tensor] | Tensor, y: Tensor | None, y_pred: Tensor,
+                     sample_weight: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
         if y is not None:
             if sample_weight is None and isinstance(x, dict) and "padding_mask" in x:
                 sample_weight = x["padding_mask"]
@@ -68,9 +75,9 @@ class GptCausalLM(GenerativeTask):
 
     def generate(
         self,
-        prompts,
+        prompts: str | Sequence[str] | Sequence[Sequence[int]] | Tensor,
         max_new_tokens: int = 32,
-        strategy="greedy",
+        strategy: str | Sampler = "greedy",
         *,
         temperature: float = 1.0,
         top_k: int | None = None,
@@ -81,7 +88,7 @@ class GptCausalLM(GenerativeTask):
         stop_token_ids: Sequence[int] | None = None,
         pad_token_id: int | None = None,
         jit_compile: bool = True,
-    ):
+    ) -> np.ndarray | str | list[str]:
         """Continues each prompt by `max_new_tokens` tokens.
 
         Args:

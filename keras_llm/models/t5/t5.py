@@ -14,7 +14,7 @@ from keras_llm.layers import (
     empty_key_value_cache,
 )
 from keras_llm.layers.embeddings import check_token_ids
-from keras_llm.models.backbone import Backbone, resolve_quantized_policies
+from keras_llm.models.backbone import Backbone, Tensor, resolve_quantized_policies
 from keras_llm.models.presets import register_presets
 from keras_llm.models.t5.t5_presets import T5_PRESETS
 
@@ -215,7 +215,8 @@ class T5(Backbone):
             )
         check_token_ids(token_ids, self.vocab_size, name)
 
-    def encode(self, token_ids, padding_mask=None, training=None):
+    def encode(self, token_ids: Tensor, padding_mask: Tensor | None = None,
+               training: bool | None = None) -> Tensor:
         """Encoder hidden states `[batch, seq, hidden]`."""
         self._check_ids(token_ids, "encoder_token_ids")
         if padding_mask is None:
@@ -227,8 +228,9 @@ class T5(Backbone):
             x = block(x, padding_mask=padding_mask, attention_bias=bias, training=training)
         return self.dropout_layer(self.encoder_norm(x), training=training)
 
-    def decode(self, token_ids, encoder_output, encoder_padding_mask=None, padding_mask=None,
-               training=None):
+    def decode(self, token_ids: Tensor, encoder_output: Tensor,
+               encoder_padding_mask: Tensor | None = None, padding_mask: Tensor | None = None,
+               training: bool | None = None) -> Tensor:
         """Decoder hidden states `[batch, decoder_seq, hidden]` (teacher forcing)."""
         self._check_ids(token_ids, "decoder_token_ids")
         length = ops.shape(token_ids)[1]
@@ -265,7 +267,7 @@ class T5(Backbone):
         return {"encoder_sequence_output": encoder_output,
                 "decoder_sequence_output": decoder_output}
 
-    def cross_attention_cache(self, encoder_output) -> list:
+    def cross_attention_cache(self, encoder_output: Tensor) -> list:
         """Per decoder block, the encoder's `(keys, values)`, each `[batch, heads, seq, d_kv]`."""
         return [
             block.cross_attention_layer.compute_key_value_cache(encoder_output)
@@ -282,8 +284,9 @@ class T5(Backbone):
             for _ in range(self.num_decoder_layers)
         ]
 
-    def decode_with_cache(self, token_ids, self_cache: list, cross_cache: list,
-                          encoder_padding_mask, cache_update_index):
+    def decode_with_cache(self, token_ids: Tensor, self_cache: list, cross_cache: list,
+                          encoder_padding_mask: Tensor | None,
+                          cache_update_index: int | Tensor) -> tuple[Tensor, list]:
         """Decodes `token_ids` `[batch, n]` at positions `cache_update_index ...`.
 
         Returns `(hidden_states [batch, n, hidden], updated self-attention caches)`.

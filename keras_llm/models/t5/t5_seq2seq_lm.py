@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 from keras import ops
 
-from keras_llm.generation import BeamSampler, beam_search_loop, get_sampler, sample_loop
+from keras_llm.generation import BeamSampler, Sampler, beam_search_loop, get_sampler, sample_loop
 from keras_llm.layers import project_onto_embeddings
+from keras_llm.models.backbone import Tensor
 from keras_llm.models.generative_task import GenerativeTask, check_max_new_tokens, pad_rows
 from keras_llm.models.t5.t5 import T5
+
+if TYPE_CHECKING:
+    from keras_llm.tokenizers.string_tokenizer import StringTokenizer
 
 
 def shift_right(labels, decoder_start_token_id: int = 0):
@@ -48,8 +53,9 @@ class T5Seq2SeqLM(GenerativeTask):
     backbone_class = T5
     default_input_keys = ("encoder_token_ids", "decoder_token_ids")
 
-    def __init__(self, backbone: T5, tokenizer=None, decoder_start_token_id: int = 0,
-                 end_token_id: int = 1, pad_token_id: int = 0, **kwargs):
+    def __init__(self, backbone: T5, tokenizer: StringTokenizer | None = None,
+                 decoder_start_token_id: int = 0, end_token_id: int = 1, pad_token_id: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(backbone, tokenizer=tokenizer, **kwargs)
         for name, value in (("decoder_start_token_id", decoder_start_token_id),
                             ("end_token_id", end_token_id), ("pad_token_id", pad_token_id)):
@@ -70,7 +76,7 @@ class T5Seq2SeqLM(GenerativeTask):
         if self.lm_head is not None and not self.lm_head.built:
             self.lm_head.build((None, None, self.backbone.hidden_size))
 
-    def logits(self, hidden_states):
+    def logits(self, hidden_states: Tensor) -> Tensor:
         if self.lm_head is not None:
             return self.lm_head(hidden_states)
         hidden_states = hidden_states * (self.backbone.hidden_size ** -0.5)
@@ -79,16 +85,17 @@ class T5Seq2SeqLM(GenerativeTask):
     def call(self, inputs, training=None):
         return self.logits(self.backbone(inputs, training=training)["decoder_sequence_output"])
 
-    def loss_targets(self, x, y, y_pred, sample_weight):
+    def loss_targets(self, x: dict[str, Tensor] | Tensor, y: Tensor | None, y_pred: Tensor,
+                     sample_weight: Tensor | None) -> tuple[Tensor | None, Tensor, Tensor | None]:
         if sample_weight is None and isinstance(x, dict) and "decoder_padding_mask" in x:
             sample_weight = ops.cast(x["decoder_padding_mask"], "float32")
         return y, y_pred, sample_weight
 
     def generate(
         self,
-        inputs,
+        inputs: str | Sequence[str] | Sequence[Sequence[int]] | Tensor,
         max_new_tokens: int = 32,
-        strategy="greedy",
+        strategy: str | Sampler = "greedy",
         *,
         temperature: float = 1.0,
         top_k: int | None = None,
@@ -98,7 +105,7 @@ class T5Seq2SeqLM(GenerativeTask):
         seed: int = 0,
         stop_token_ids: Sequence[int] | None = None,
         jit_compile: bool = True,
-    ):
+    ) -> np.ndarray | str | list[str]:
         """Generates up to `max_new_tokens` decoder tokens for each input.
 
         Args:
@@ -157,8 +164,8 @@ class T5Seq2SeqLM(GenerativeTask):
             texts.append(self.detokenize(ids))
         return texts[0] if single else texts
 
-    def make_decode_function(self, sampler, stop_token_ids: tuple,
-                             fixed_new_tokens: int | None = None):
+    def make_decode_function(self, sampler: Sampler, stop_token_ids: tuple,
+                             fixed_new_tokens: int | None = None) -> Callable[..., Tensor]:
         """The uncompiled decode function `generate` compiles (and export traces):
 
         `(encoder_ids, encoder_mask, decoder_ids, prompt_lengths, seed, max_new_tokens)`
