@@ -79,7 +79,12 @@ def main(argv):
         raise app.UsageError("--checkpoint is required: a local BERT checkpoint folder.")
     tokens, maps = attention_maps(FLAGS.checkpoint, FLAGS.text, FLAGS.text_pair,
                                   FLAGS.sequence_length)
-    layer = FLAGS.layer % maps.shape[0]
+    num_layers = maps.shape[0]
+    if not -num_layers <= FLAGS.layer < num_layers:
+        raise app.UsageError(
+            f"--layer={FLAGS.layer}, but the checkpoint has {num_layers} encoder layers: pass "
+            f"0 to {num_layers - 1}, or -1 to -{num_layers} to count from the end.")
+    layer = FLAGS.layer % num_layers
     panels = maps[layer].mean(0, keepdims=True) if FLAGS.average_heads else maps[layer]
     plot_attention(tokens, panels, f"layer {layer}", FLAGS.output)
     print(f"wrote {FLAGS.output}: layer {layer}, {panels.shape[0]} panel(s), {len(tokens)} tokens")

@@ -43,7 +43,10 @@ def main(argv: list[str]) -> None:
     if FLAGS.dry_run:
         print(request)
         return
-    response = client.send_grpc(FLAGS.target, request, FLAGS.timeout)
+    try:
+        response = client.send_grpc(FLAGS.target, request, FLAGS.timeout)
+    except client.ServingError as error:
+        raise SystemExit(f"error: {error}") from None
     for name, value in client.parse_predict_response(response).items():
         print(f"{name}: {value.tolist()}")
 

@@ -54,7 +54,10 @@ def main(argv: list[str]) -> None:
     if FLAGS.dry_run:
         return
     url = client.rest_url(FLAGS.model_name, FLAGS.host, FLAGS.port, FLAGS.version)
-    response = client.send_rest(url, body, FLAGS.timeout)
+    try:
+        response = client.send_rest(url, body, FLAGS.timeout)
+    except client.ServingError as error:
+        raise SystemExit(f"error: {error}") from None
     for name, value in client.parse_rest_response(response).items():
         print(f"{name}: {value.tolist()}")
 

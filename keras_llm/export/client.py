@@ -154,7 +154,8 @@ def parse_rest_response(body: Mapping[str, Any] | str | bytes) -> dict[str, np.n
 def send_rest(url: str, body: Mapping[str, Any], timeout: float = 30.0) -> dict:
     """POSTs `body` as JSON to `url` and returns the decoded JSON answer.
 
-    Raises `ServingError` with the server's message for an HTTP error.
+    Raises `ServingError` with the server's message for an HTTP error, and with the
+    reason when no server answers (refused connection, unknown host, time-out).
     """
     request = urllib.request.Request(
         url, data=json.dumps(body).encode("utf-8"),
@@ -169,6 +170,11 @@ def send_rest(url: str, body: Mapping[str, Any], timeout: float = 30.0) -> dict:
         except json.JSONDecodeError:
             pass
         raise ServingError(f"HTTP {error.code} from {url}: {detail}") from error
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+        reason = getattr(error, "reason", error)
+        raise ServingError(
+            f"No answer from {url} ({reason}). Is the model server running, with its REST port "
+            "(--rest_api_port, 8501 by default) published on that host?") from error
 
 
 # --- gRPC ----------------------------------------------------------------------------------

@@ -41,3 +41,16 @@ def test_visualize_attention_writes_a_png(tmp_path, minilm_dir):
     )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "12 panel(s), 10 tokens" in output
+
+
+@pytest.mark.slow
+def test_visualize_attention_rejects_a_layer_the_checkpoint_lacks(tmp_path, minilm_dir):
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "visualize_attention.py"),
+         f"--checkpoint={minilm_dir}", "--layer=6", f"--output={tmp_path / 'a.png'}"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert result.returncode != 0
+    assert "--layer=6, but the checkpoint has 6 encoder layers" in result.stderr
+    assert not (tmp_path / "a.png").exists()

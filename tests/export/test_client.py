@@ -79,3 +79,14 @@ def test_parse_unnamed_single_output():
     with pytest.raises(ValueError, match="Not a TF Serving"):
         client.parse_rest_response({"result": 1})
     assert client.rest_url("m", version=2) == "http://localhost:8501/v1/models/m/versions/2:predict"
+
+
+def test_send_rest_without_a_server_names_the_problem():
+    import socket
+
+    with socket.socket() as probe:  # A local port that nothing listens on once closed.
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = client.rest_url("classifier", host="127.0.0.1", port=port)
+    with pytest.raises(client.ServingError, match=r"No answer from .*Is the model server running"):
+        client.send_rest(url, {"instances": [{"text": "hi"}]}, timeout=5)
