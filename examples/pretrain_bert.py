@@ -62,6 +62,7 @@ from keras_llm.training import finetuning, read_checkpoint_state
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 finetuning.define_flags(
+    task_flags=False,  # No --task, --data_dir or --tfds_name: the corpus is --text_file.
     output_dir="runs/pretrain_bert",
     max_seq_length=128,
     batch_size=32,
@@ -85,11 +86,8 @@ flags.DEFINE_bool("save_model", True, "Save the pretrainer as <output_dir>/pretr
 flags.adopt_module_key_flags(finetuning)  # --help lists the shared flags too.
 FLAGS = flags.FLAGS
 
+
 def check_flags() -> None:
-    for name in ("task", "data_dir", "tfds_name"):
-        if FLAGS[name].present:
-            raise app.UsageError(f"--{name} does not apply to pretraining; the corpus is "
-                                 "--text_file.")
     if FLAGS.preset not in list_presets("Bert"):
         raise app.UsageError(f"--preset={FLAGS.preset} is not one of {list_presets('Bert')}.")
     if not 0.0 < FLAGS.validation_fraction < 1.0:
@@ -162,11 +160,14 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     check_flags()
+    try:  # The settings are checked together, before anything loads.
+        config = finetuning.FinetuningConfig.from_flags(
+            init_checkpoint=FLAGS.init_checkpoint or FLAGS.preset)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
     documents = read_documents(FLAGS.text_file)
     train_documents, eval_documents = split_documents(documents)
 
-    config = finetuning.FinetuningConfig.from_flags(
-        init_checkpoint=FLAGS.init_checkpoint or FLAGS.preset)
     run = finetuning.FinetuningRun(config, primary_metric="mlm_accuracy")
     tokenizer, vocab_path = load_tokenizer(run, train_documents)
     run.preprocessor = BertPreprocessor(tokenizer, sequence_length=config.max_seq_length)

@@ -131,7 +131,10 @@ def predict(model: keras.Model, task: GlueTask, dataset) -> np.ndarray:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    config = finetuning.FinetuningConfig.from_flags()
+    try:  # The settings are checked together, before anything loads.
+        config = finetuning.FinetuningConfig.from_flags()
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
     task = resolve_task(config)
     train = first(load_split(config, task, "train"), config.max_train_examples)
     evals = {split: first(load_split(config, task, split), config.max_eval_examples)

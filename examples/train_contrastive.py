@@ -54,6 +54,7 @@ from keras_llm.training import (
     create_adamw,
     distribution_scope,
     fit_resumable,
+    resumable,
     set_mixed_precision,
 )
 
@@ -98,7 +99,8 @@ flags.DEFINE_integer("max_seq_length", 32, "Tokens per sentence, [CLS] and [SEP]
 flags.DEFINE_integer("batch_size", 64, "Sentences (or pairs) per batch, all replicas.")
 flags.DEFINE_integer("eval_batch_size", 128, "Sentences per batch when embedding for STS.")
 flags.DEFINE_integer("num_train_steps", 100, "Optimizer steps in all.")
-flags.DEFINE_integer("steps_per_checkpoint", 50, "Checkpoint this often (divides the steps).")
+flags.DEFINE_integer("steps_per_checkpoint", 50,
+                     "Checkpoint this often; must divide --num_train_steps.")
 flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate.")
 flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of steps spent warming up.")
 flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay.")
@@ -110,6 +112,15 @@ flags.DEFINE_string("export_dir", None,
 flags.DEFINE_string("output_dir", "runs/train_contrastive", "Checkpoints, logs and results.")
 flags.DEFINE_integer("seed", 0, "Random seed (initialisation, dropout, data order).")
 FLAGS = flags.FLAGS
+
+
+def check_step_flags() -> None:
+    """Fails at once, naming the flags, when the steps do not divide into checkpoints."""
+    try:
+        resumable.check_step_flags(FLAGS.num_train_steps, FLAGS.steps_per_checkpoint,
+                                   total_flag="--num_train_steps")
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
 
 
 # --- Data ----------------------------------------------------------------------------------
@@ -240,6 +251,7 @@ def sts_scores(model, preprocessor, examples) -> dict[str, float]:
 
 def main(argv):
     del argv
+    check_step_flags()
     keras.utils.set_random_seed(FLAGS.seed)
     set_mixed_precision(FLAGS.mixed_precision)
     os.makedirs(FLAGS.output_dir, exist_ok=True)

@@ -35,6 +35,7 @@ from keras_llm.training import (
     create_adamw,
     distribution_scope,
     fit_resumable,
+    resumable,
     set_mixed_precision,
 )
 
@@ -54,7 +55,8 @@ flags.DEFINE_float("dropout", 0.1, "Dropout rate.")
 flags.DEFINE_integer("sequence_length", 128, "Tokens per training block.")
 flags.DEFINE_integer("batch_size", 16, "Global batch size.")
 flags.DEFINE_integer("train_steps", 600, "Optimizer steps in all.")
-flags.DEFINE_integer("steps_per_checkpoint", 100, "Checkpoint, validate and sample this often.")
+flags.DEFINE_integer("steps_per_checkpoint", 100,
+                     "Checkpoint, validate and sample this often; must divide --train_steps.")
 flags.DEFINE_float("learning_rate", 1e-3, "Peak learning rate.")
 flags.DEFINE_float("warmup_ratio", 0.05, "Fraction of steps spent warming up.")
 flags.DEFINE_float("weight_decay", 0.1, "AdamW weight decay.")
@@ -77,6 +79,15 @@ flags.DEFINE_string("export_dir", None,
 flags.DEFINE_string("output_dir", "runs/train_gpt", "Checkpoints, logs and results.")
 flags.DEFINE_integer("seed", 0, "Random seed (initialisation, shuffling, sampling).")
 FLAGS = flags.FLAGS
+
+
+def check_step_flags() -> None:
+    """Fails at once, naming the flags, when the steps do not divide into checkpoints."""
+    try:
+        resumable.check_step_flags(FLAGS.train_steps, FLAGS.steps_per_checkpoint,
+                                   total_flag="--train_steps")
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
 
 
 class SampleLogger(keras.callbacks.Callback):
@@ -132,6 +143,7 @@ def block_dataset(blocks: np.ndarray, batch_size: int, shuffle: bool) -> tf.data
 
 def main(argv):
     del argv
+    check_step_flags()
     keras.utils.set_random_seed(FLAGS.seed)
     set_mixed_precision(FLAGS.mixed_precision)
     os.makedirs(FLAGS.output_dir, exist_ok=True)

@@ -37,6 +37,7 @@ from keras_llm.data import (
     span_corruption_dataset,
     sst2_as_text_to_text,
 )
+from keras_llm.data.glue import task_folder
 from keras_llm.metrics import bleu, exact_match, rouge_l
 from keras_llm.training import (
     STRATEGIES,
@@ -45,13 +46,15 @@ from keras_llm.training import (
     create_adamw,
     distribution_scope,
     fit_resumable,
+    resumable,
     set_mixed_precision,
 )
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 flags.DEFINE_enum("task", "sst2", ["sst2", "pairs", "span_corruption"], "What to train on.")
-flags.DEFINE_string("data_dir", str(SHARED_DATA / "glue" / "SST-2"), "GLUE SST-2 folder.")
+flags.DEFINE_string("data_dir", str(SHARED_DATA / "glue" / "SST-2"),
+                    "--task=sst2: the GLUE root (holding SST-2/) or the SST-2 folder itself.")
 flags.DEFINE_string("train_file", None, "Pairs (.tsv/.jsonl) or plain text (span corruption).")
 flags.DEFINE_string("validation_file", None, "Validation pairs; else a split of the training set.")
 flags.DEFINE_integer("max_train_examples", 0, "Use at most this many training pairs (0: all).")
@@ -69,7 +72,8 @@ flags.DEFINE_integer("max_input_length", 64, "Encoder tokens (longer inputs are 
 flags.DEFINE_integer("max_target_length", 8, "Decoder tokens (longer targets are truncated).")
 flags.DEFINE_integer("batch_size", 32, "Global batch size.")
 flags.DEFINE_integer("train_steps", 1500, "Optimizer steps in all.")
-flags.DEFINE_integer("steps_per_checkpoint", 250, "Checkpoint and validate this often.")
+flags.DEFINE_integer("steps_per_checkpoint", 250,
+                     "Checkpoint and validate this often; must divide --train_steps.")
 flags.DEFINE_float("learning_rate", 1e-3, "Peak learning rate.")
 flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of steps spent warming up.")
 flags.DEFINE_enum("mixed_precision", "float32", ["float32", "bfloat16", "float16"], "Precision.")
@@ -88,11 +92,45 @@ flags.DEFINE_integer("seed", 0, "Random seed.")
 FLAGS = flags.FLAGS
 
 
+def check_step_flags() -> None:
+    """Fails at once, naming the flags, when the steps do not divide into checkpoints."""
+    try:
+        resumable.check_step_flags(FLAGS.train_steps, FLAGS.steps_per_checkpoint,
+                                   total_flag="--train_steps")
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+
+
+def sst2_files() -> tuple[Path, Path]:
+    """SST-2's train.tsv and dev.tsv under --data_dir: a GLUE root (as run_glue.py takes it,
+    holding SST-2/) or the SST-2 folder itself."""
+    if not FLAGS.data_dir:
+        raise app.UsageError("--task=sst2 needs --data_dir: the GLUE root (holding SST-2/) or "
+                             "the SST-2 folder.")
+    data_dir = Path(FLAGS.data_dir)
+    if not data_dir.is_dir():
+        raise app.UsageError(f"--data_dir={FLAGS.data_dir} does not exist; pass the GLUE root "
+                             "(holding SST-2/) or the SST-2 folder.")
+    folder = task_folder(data_dir, "sst2")
+    files = (folder / "train.tsv", folder / "dev.tsv")
+    missing = [path for path in files if not path.is_file()]
+    if missing:
+        # task_folder tries <data_dir>/SST-2 first, and <data_dir> when that is no folder.
+        tried = [str(data_dir / folder_name / path.name) for path in missing
+                 for folder_name in (("SST-2",) if folder != data_dir else ("SST-2", ""))]
+        raise app.UsageError(
+            f"--data_dir={FLAGS.data_dir} holds no SST-2 {' or '.join(p.name for p in missing)} "
+            f"(looked for {', '.join(tried)}). Pass the GLUE root that holds SST-2/ or the "
+            "SST-2 folder itself (with train.tsv and dev.tsv).")
+    return files
+
+
 def load_pairs():
     """Training and validation (input, target) string pairs for the pair tasks."""
     if FLAGS.task == "sst2":
-        train = sst2_as_text_to_text(os.path.join(FLAGS.data_dir, "train.tsv"))
-        validation = sst2_as_text_to_text(os.path.join(FLAGS.data_dir, "dev.tsv"))
+        train_file, dev_file = sst2_files()
+        train = sst2_as_text_to_text(train_file)
+        validation = sst2_as_text_to_text(dev_file)
     else:
         if not FLAGS.train_file:
             raise app.UsageError("--task=pairs needs --train_file.")
@@ -221,6 +259,7 @@ def evaluate_generation(model, inputs, targets) -> dict:
 
 def main(argv):
     del argv
+    check_step_flags()
     keras.utils.set_random_seed(FLAGS.seed)
     set_mixed_precision(FLAGS.mixed_precision)
     os.makedirs(FLAGS.output_dir, exist_ok=True)

@@ -371,7 +371,29 @@ def read_glue_split(data_dir: str | os.PathLike, task: str | GlueTask, split: st
     (408, '"The foodservice pie', array([1, 0, 0], dtype=int32))
     """
     task = task if isinstance(task, GlueTask) else get_task(task)
-    return read_glue_file(task_folder(data_dir, task) / task.file_name(split), task, split)
+    path = task_folder(data_dir, task) / task.file_name(split)
+    if not path.is_file():
+        raise FileNotFoundError(_missing_split_message(Path(data_dir), task, split))
+    return read_glue_file(path, task, split)
+
+
+def _missing_split_message(data_dir: Path, task: GlueTask, split: str) -> str:
+    """Which paths `read_glue_split` tried for a missing file, and what `data_dir` holds."""
+    name = task.file_name(split)
+    if not data_dir.is_dir():
+        return (f"GLUE {task.folder} {split} file not found: the data folder {data_dir} does not "
+                f"exist. Pass the GLUE root (holding {task.folder}/{name}) or the {task.folder} "
+                f"folder itself, or load the data from TensorFlow Datasets (glue/{task.name}).")
+    nested = data_dir / task.folder
+    tried = [nested / name] if nested.is_dir() else [nested / name, data_dir / name]
+    known = {t.folder for t in GLUE_TASKS.values()}
+    present = sorted(p.name for p in data_dir.iterdir() if p.is_dir() and p.name in known)
+    holds = (f" {data_dir} holds the GLUE folders {', '.join(present)}, not {task.folder}."
+             if present and task.folder not in present else "")
+    return (f"GLUE {task.folder} {split} file not found: looked for "
+            f"{' and '.join(str(p) for p in tried)}.{holds} Expected the layout that "
+            f"download_glue_data.py writes (<glue_dir>/{task.folder}/{name}), or load the data "
+            f"from TensorFlow Datasets (glue/{task.name}).")
 
 
 def available_test_splits(data_dir: str | os.PathLike, task: str | GlueTask) -> list[str]:

@@ -75,7 +75,12 @@ class BertPreprocessor(keras.layers.Layer):
     def from_pretrained(
         cls, path: str | os.PathLike, sequence_length: int = 128, **kwargs: Any
     ) -> BertPreprocessor:
-        """Builds the tokenizer with ``WordPieceTokenizer.from_pretrained(path)``."""
+        """Builds the tokenizer with ``WordPieceTokenizer.from_pretrained(path)``.
+
+        Raises:
+            FileNotFoundError: `path` does not exist, or is a folder without vocab.txt; the
+                message says which.
+        """
         return cls(WordPieceTokenizer.from_pretrained(path), sequence_length, **kwargs)
 
     def get_config(self) -> dict[str, Any]:

@@ -152,6 +152,15 @@ def load_vocabulary(path: str | os.PathLike) -> list[str]:
         return [line.rstrip("\r\n") for line in f]
 
 
+def _holds(directory: str) -> str:
+    """`" (it holds a, b, ...)"`: a few of the folder's entries, for an error message."""
+    names = sorted(os.listdir(directory))
+    if not names:
+        return " (it is empty)"
+    shown = ", ".join(names[:8]) + (f", ... ({len(names)} entries)" if len(names) > 8 else "")
+    return f" (it holds {shown})"
+
+
 def _is_cased_directory(path: str) -> bool:
     """Google BERT checkpoints encode casing only in their name (`cased_L-12_H-768_A-12`)."""
     name = os.path.basename(os.path.normpath(path)).lower()
@@ -268,12 +277,19 @@ class WordPieceTokenizer(StringTokenizer):
         name says "cased" (and not "uncased"). Explicit ``kwargs`` win.
         """
         path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"'{path}' does not exist: pass a folder that holds a WordPiece vocab.txt (a "
+                "Hugging Face or Google BERT checkpoint folder) or the path of a vocab.txt.")
         if os.path.isdir(path):
             directory, vocab_file = path, os.path.join(path, "vocab.txt")
+            if not os.path.isfile(vocab_file):
+                raise FileNotFoundError(
+                    f"The folder '{path}' has no vocab.txt, so it is not a BERT (WordPiece) "
+                    f"checkpoint folder{_holds(path)}. Pass a folder that holds vocab.txt, or "
+                    "the path of the vocabulary file itself.")
         else:
             directory, vocab_file = os.path.dirname(path) or ".", path
-        if not os.path.isfile(vocab_file):
-            raise FileNotFoundError(f"WordPiece vocabulary file not found: '{vocab_file}'")
 
         options: dict[str, Any] = {}
         config_file = os.path.join(directory, "tokenizer_config.json")

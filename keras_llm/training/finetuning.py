@@ -137,12 +137,16 @@ class FinetuningConfig:
                             "(--freeze_encoder is --trainable_layers=0 with the pooler frozen too)")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             problems.append("early_stopping_patience must be at least 1")
-        if self.eval_every is not None and (
-            self.eval_every < 1 or self.eval_every % self.steps_per_checkpoint
-        ):
-            problems.append(f"eval_every={self.eval_every} must be a positive multiple of "
-                            f"steps_per_checkpoint={self.steps_per_checkpoint} (evaluation runs "
-                            "where a checkpoint is written, so that resuming keeps its history)")
+        if self.eval_every is not None and self.eval_every < 1:
+            problems.append(f"eval_every must be at least 1, not {self.eval_every}")
+        elif (self.eval_every is not None and self.steps_per_checkpoint >= 1
+              and self.eval_every % self.steps_per_checkpoint):
+            problems.append(
+                f"eval_every={self.eval_every} must be a positive multiple of "
+                f"steps_per_checkpoint={self.steps_per_checkpoint} (evaluation runs where a "
+                "checkpoint is written, so that resuming keeps its history): pass "
+                f"--steps_per_checkpoint={self.eval_every} (or a divisor of it), or an "
+                f"--eval_every that is a multiple of {self.steps_per_checkpoint}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             problems.append(f"dropout must be in [0, 1), not {self.dropout}")
         if self.cpu_devices is not None and self.cpu_devices < 1:
@@ -161,13 +165,26 @@ class FinetuningConfig:
     def from_flags(
         cls, flag_values: flags.FlagValues | None = None, **overrides
     ) -> FinetuningConfig:
-        """The config from parsed absl flags (those `define_flags` made), then `overrides`."""
+        """The config from parsed absl flags (those `define_flags` made), then `overrides`.
+
+        With --eval_every and without --steps_per_checkpoint, checkpoints are written at
+        every evaluation when the default checkpoint interval does not divide --eval_every
+        (evaluations must fall on checkpoints).
+        """
         flag_values = flags.FLAGS if flag_values is None else flag_values
         values = {}
         for field in dataclasses.fields(cls):
             if field.name in flag_values:
                 values[field.name] = flag_values[field.name].value
         values.update(overrides)
+        every, interval = values.get("eval_every"), values.get("steps_per_checkpoint")
+        chosen = "steps_per_checkpoint" in overrides or (
+            "steps_per_checkpoint" in flag_values and flag_values["steps_per_checkpoint"].present)
+        if every is not None and every >= 1 and interval and not chosen and every % interval:
+            logging.info("--eval_every=%d: checkpointing at every evaluation (every %d steps, "
+                         "not the default %d); pass --steps_per_checkpoint to choose",
+                         every, every, interval)
+            values["steps_per_checkpoint"] = every
         return cls(**values)
 
 
@@ -183,16 +200,22 @@ def define_flags(
     num_train_epochs: float = 3.0,
     steps_per_checkpoint: int = 500,
     flag_values: flags.FlagValues | None = None,
+    task_flags: bool = True,
 ) -> None:
-    """Defines the common absl flags of the fine-tuning scripts, with these defaults."""
+    """Defines the common absl flags of the fine-tuning scripts, with these defaults.
+
+    `task_flags=False` leaves out --task, --data_dir and --tfds_name, for scripts that
+    train on data of their own rather than fine-tune on a task (pretraining).
+    """
     fv = flags.FLAGS if flag_values is None else flag_values
-    if task_names:
-        flags.DEFINE_enum("task", default_task, list(task_names), "Task to fine-tune on.",
-                          flag_values=fv)
-    else:
-        flags.DEFINE_string("task", default_task, "Task to fine-tune on.", flag_values=fv)
-    flags.DEFINE_string("data_dir", data_dir, "Folder with the task's data files.",
-                        flag_values=fv)
+    if task_flags:
+        if task_names:
+            flags.DEFINE_enum("task", default_task, list(task_names), "Task to fine-tune on.",
+                              flag_values=fv)
+        else:
+            flags.DEFINE_string("task", default_task, "Task to fine-tune on.", flag_values=fv)
+        flags.DEFINE_string("data_dir", data_dir, "Folder with the task's data files.",
+                            flag_values=fv)
     flags.DEFINE_string(
         "init_checkpoint", init_checkpoint,
         "Starting weights: a local Hugging Face BERT folder (config.json + safetensors), a Google "
@@ -246,19 +269,22 @@ def define_flags(
                          flag_values=fv)
     flags.DEFINE_integer("max_eval_examples", None, "Evaluate on the first N examples only.",
                          flag_values=fv)
-    flags.DEFINE_string("tfds_name", None,
-                        "Read the data from TensorFlow Datasets instead (e.g. glue/sst2).",
-                        flag_values=fv)
+    if task_flags:
+        flags.DEFINE_string("tfds_name", None,
+                            "Read the data from TensorFlow Datasets instead (e.g. glue/sst2).",
+                            flag_values=fv)
     flags.DEFINE_bool("freeze_encoder", False, "Train the task head only.", flag_values=fv)
     flags.DEFINE_integer("trainable_layers", None,
                          "Train only the top N encoder layers, the pooler and the head.",
                          flag_values=fv)
     flags.DEFINE_integer("early_stopping_patience", None,
-                         "Stop after this many evaluations without a better dev metric, and "
-                         "restore the best weights.", flag_values=fv)
+                         "Stop after this many evaluations without a better evaluation metric, "
+                         "and restore the best weights.", flag_values=fv)
     flags.DEFINE_integer("eval_every", None,
-                         "Evaluate on dev every N steps (a multiple of steps_per_checkpoint); "
-                         "by default only at the end.", flag_values=fv)
+                         "Evaluate (on the dev or held-out data) every N steps, by default only "
+                         "at the end. A multiple of --steps_per_checkpoint; without that flag, "
+                         "checkpoints are written at every evaluation if need be.",
+                         flag_values=fv)
     flags.DEFINE_float("dropout", None,
                        "Dropout of the encoder and the head; by default the checkpoint's.",
                        flag_values=fv)
@@ -337,20 +363,60 @@ class FinetuningRun:
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
     # --- Model and preprocessing -----------------------------------------------------------
-    def vocabulary_path(self) -> str:
-        """The WordPiece vocabulary: --vocab_file, else the one beside --init_checkpoint."""
-        candidates = []
-        if self.config.vocab_file:
-            candidates.append(self.config.vocab_file)
-        elif self.config.init_checkpoint:
-            path = self.config.init_checkpoint
-            folder = path if os.path.isdir(path) else os.path.dirname(path)
-            candidates.append(os.path.join(folder or ".", "vocab.txt"))
-        for candidate in candidates:
-            if os.path.isfile(candidate):
-                return candidate
+    def checkpoint_kind(self) -> str:
+        """What --init_checkpoint names: `"keras"` (a .keras file), `"path"` (another file or
+        folder that exists) or `"preset"` (a Bert preset name, random weights).
+
+        Raises:
+            ValueError: --init_checkpoint is not set.
+            FileNotFoundError: it is neither an existing file or folder nor a preset; the
+                message lists the presets.
+        """
+        from keras_llm.models import list_presets
+
+        path = self.config.init_checkpoint
+        presets = list_presets("Bert")
+        if not path:
+            raise ValueError("Pass --init_checkpoint: a Hugging Face or Google BERT folder, a "
+                             f".keras file, or one of the presets {presets}.")
+        if path.endswith(".keras"):
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"--init_checkpoint {path} does not exist.")
+            return "keras"
+        if os.path.exists(path):
+            return "path"
+        if path in presets:
+            return "preset"
         raise FileNotFoundError(
-            f"No WordPiece vocabulary found (looked for {candidates or 'nothing'}). Pass "
+            f"--init_checkpoint {path!r} is neither an existing file or folder nor a preset "
+            f"({', '.join(presets)}). Pass a Hugging Face or Google BERT folder, a .keras file, "
+            "or one of those preset names.")
+
+    def vocabulary_path(self) -> str:
+        """The WordPiece vocabulary: --vocab_file, else the one beside --init_checkpoint.
+
+        --init_checkpoint is checked first (`checkpoint_kind`), so that a wrong checkpoint is
+        reported as such rather than as a missing vocabulary.
+        """
+        checkpoint, vocab_file = self.config.init_checkpoint, self.config.vocab_file
+        kind = self.checkpoint_kind() if checkpoint or not vocab_file else None
+        if vocab_file:
+            if not os.path.isfile(vocab_file):
+                raise FileNotFoundError(f"--vocab_file {vocab_file} does not exist; pass the "
+                                        "path of a WordPiece vocab.txt (one token a line).")
+            return vocab_file
+        if kind == "preset":
+            raise FileNotFoundError(
+                f"--init_checkpoint={checkpoint} is a preset (random weights) and brings no "
+                "vocabulary: pass --vocab_file=/path/to/vocab.txt.")
+        folder = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint) or "."
+        candidate = os.path.join(folder, "vocab.txt")
+        if os.path.isfile(candidate):
+            return candidate
+        where = (f"the --init_checkpoint folder {checkpoint}" if os.path.isdir(checkpoint)
+                 else f"the folder of --init_checkpoint {checkpoint}")
+        raise FileNotFoundError(
+            f"No WordPiece vocabulary: {where} has no vocab.txt (looked for {candidate}). Pass "
             "--vocab_file=/path/to/vocab.txt, or an --init_checkpoint folder that holds vocab.txt.")
 
     def load_preprocessor(self, sequence_length: int | None = None,
@@ -374,32 +440,28 @@ class FinetuningRun:
         A preset name gives a randomly initialised backbone whose vocabulary is
         `vocab_size` (by default that of the loaded preprocessor).
         """
-        from keras_llm.models import Bert, list_presets
+        from keras_llm.models import Bert
 
         path = self.config.init_checkpoint
+        kind = self.checkpoint_kind()
         dropout = self.config.dropout
         backbone_overrides = {} if dropout is None else {"dropout": dropout}
         if self.config.remat:
             backbone_overrides["remat"] = True
         if dropout is not None and "dropout" in inspect.signature(task_class).parameters:
             task_kwargs.setdefault("dropout", dropout)
-        if not path:
-            raise ValueError("Pass --init_checkpoint: a Hugging Face or Google BERT folder, a "
-                             f".keras file, or one of the presets {list_presets('Bert')}.")
         with self.scope():
-            if path.endswith(".keras"):
-                if not os.path.isfile(path):
-                    raise FileNotFoundError(f"--init_checkpoint {path} does not exist.")
+            if kind == "keras":
                 model = keras.models.load_model(path)
                 if not isinstance(model, task_class):
                     raise TypeError(f"{path} holds a {type(model).__name__}, not a "
                                     f"{task_class.__name__}.")
                 if self.config.remat:
                     model.backbone.remat = True
-            elif os.path.exists(path):
+            elif kind == "path":
                 model = task_class.from_pretrained(path, backbone_kwargs=backbone_overrides,
                                                    **task_kwargs)
-            elif path in list_presets("Bert"):
+            else:
                 if vocab_size is None:
                     preprocessor = getattr(self, "preprocessor", None) or self.load_preprocessor()
                     vocab_size = preprocessor.tokenizer.vocabulary_size()
@@ -409,10 +471,6 @@ class FinetuningRun:
                     **backbone_overrides)
                 model = task_class(backbone, **task_kwargs)
                 model.build({"token_ids": (None, None)})  # Variables now, under the scope.
-            else:
-                raise FileNotFoundError(
-                    f"--init_checkpoint {path!r} is neither an existing file or folder nor a "
-                    f"preset ({', '.join(list_presets('Bert'))}).")
         set_trainable_layers(model, self.config.freeze_encoder, self.config.trainable_layers)
         if self.strategy is not None:
             build_from_first_replica(model)

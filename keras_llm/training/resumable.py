@@ -158,6 +158,43 @@ def variable_scope(model: keras.Model):
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
+def check_step_flags(total_steps: int, steps_per_checkpoint: int,
+                     total_flag: str = "--num_train_steps",
+                     checkpoint_flag: str = "--steps_per_checkpoint") -> None:
+    """Checks a script's step flags before anything loads, naming the flags and the fix.
+
+    `fit_resumable` needs `total_steps` to be a multiple of `steps_per_checkpoint` (so that
+    every run stops on a checkpoint); a script calls this first with its own flag names.
+
+    Example:
+    >>> check_step_flags(100, 50)
+    >>> try:
+    ...     check_step_flags(5, 50)
+    ... except ValueError as error:
+    ...     print(error)
+    --num_train_steps=5 must be a multiple of --steps_per_checkpoint=50 (a run stops on a \
+checkpoint): pass --steps_per_checkpoint=5 or --num_train_steps=50.
+    """
+    problems = [f"{flag} must be at least 1, not {value}"
+                for flag, value in ((total_flag, total_steps),
+                                    (checkpoint_flag, steps_per_checkpoint)) if value < 1]
+    if problems:
+        raise ValueError("; ".join(problems) + ".")
+    if not total_steps % steps_per_checkpoint:
+        return
+    # The largest checkpoint interval up to the asked one that divides the steps, and the
+    # nearest step counts that the asked interval divides.
+    divisor = max(d for d in range(1, min(total_steps, steps_per_checkpoint) + 1)
+                  if total_steps % d == 0)
+    down = total_steps // steps_per_checkpoint * steps_per_checkpoint
+    up = down + steps_per_checkpoint
+    fixes = [f"{checkpoint_flag}={divisor}"] if divisor > 1 or total_steps == 1 else []
+    fixes.append(f"{total_flag}={up}" if not down else f"{total_flag}={down} or {up}")
+    raise ValueError(
+        f"{total_flag}={total_steps} must be a multiple of {checkpoint_flag}="
+        f"{steps_per_checkpoint} (a run stops on a checkpoint): pass {' or '.join(fixes)}.")
+
+
 def fit_resumable(
     model: keras.Model,
     train_batches: tf.data.Dataset,

@@ -133,6 +133,20 @@ def test_missing_file_names_the_path_and_layout(tmp_path):
         read_glue_split(tmp_path, "sst2", "train")
 
 
+def test_missing_task_folder_names_the_paths_tried_and_the_folders_there(tmp_path):
+    write(tmp_path / "SST-2" / "train.tsv", "sentence\tlabel\nit is good\t1\n")
+    write(tmp_path / "CoLA" / "train.tsv", "a\t1\t\tit is good\n")
+    with pytest.raises(FileNotFoundError) as error:
+        read_glue_split(tmp_path, "mnli", "train")
+    message = str(error.value)
+    assert f"looked for {tmp_path / 'MNLI' / 'train.tsv'} and {tmp_path / 'train.tsv'}" in message
+    assert "holds the GLUE folders CoLA, SST-2, not MNLI" in message
+    with pytest.raises(FileNotFoundError, match=r"looked for .*SST-2/dev\.tsv\. Expected"):
+        read_glue_split(tmp_path, "sst2", "dev")  # The task folder exists: only it is tried.
+    with pytest.raises(FileNotFoundError, match=r"the data folder .*nowhere does not exist"):
+        read_glue_split(tmp_path / "nowhere", "sst2", "train")
+
+
 def test_wrong_columns_name_the_file_and_line(tmp_path):
     path = write(tmp_path / "SST-2" / "dev.tsv", "text\tlabel\nit is good\t1\n")
     with pytest.raises(GlueDataError, match=rf"{path}:1: .*lacks \['sentence'\]"):

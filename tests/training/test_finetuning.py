@@ -66,12 +66,90 @@ def test_flags_define_every_config_field():
 
 def test_missing_vocabulary_and_checkpoint_are_clear_errors(tmp_path):
     run = FinetuningRun(tiny_config(tmp_path, vocab_file=None,
-                                    init_checkpoint=str(tmp_path / "nowhere")))
-    with pytest.raises(FileNotFoundError, match="--vocab_file"):
+                                    init_checkpoint=str(tmp_path / "no_vocab")))
+    (tmp_path / "no_vocab").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"folder .*no_vocab has no vocab\.txt.*"
+                       "--vocab_file"):
+        run.load_preprocessor()
+    run = FinetuningRun(tiny_config(tmp_path, vocab_file=None))  # A preset brings none.
+    with pytest.raises(FileNotFoundError, match="bert_tiny is a preset .* pass --vocab_file"):
+        run.load_preprocessor()
+    run = FinetuningRun(tiny_config(tmp_path, vocab_file=str(tmp_path / "absent.txt")))
+    with pytest.raises(FileNotFoundError, match="--vocab_file .*absent.txt does not exist"):
         run.load_preprocessor()
     run = FinetuningRun(tiny_config(tmp_path, init_checkpoint="bert_galactic"))
     with pytest.raises(FileNotFoundError, match="bert_tiny"):
         run.load_model(BertClassifier, num_classes=2)
+
+
+@pytest.mark.parametrize("checkpoint", ["/nonexistent", "bert_huge"])
+@pytest.mark.parametrize("vocab_file", [None, "given"])
+def test_a_wrong_checkpoint_is_reported_before_the_vocabulary(tmp_path, checkpoint, vocab_file):
+    """run_glue.py --init_checkpoint=/nonexistent once said 'No WordPiece vocabulary found
+    (looked for ['/vocab.txt'])': the checkpoint is checked first, with the presets listed."""
+    vocab = str(SAMPLE_DIR / "vocab.txt") if vocab_file else None
+    run = FinetuningRun(tiny_config(tmp_path, init_checkpoint=checkpoint, vocab_file=vocab))
+    with pytest.raises(FileNotFoundError) as error:
+        run.load_preprocessor()
+    message = str(error.value)
+    assert message.startswith(f"--init_checkpoint {checkpoint!r} is neither an existing file "
+                              "or folder nor a preset (bert_base, ")
+    assert "bert_tiny" in message and "vocab" not in message
+
+
+def test_checkpoint_kinds(tmp_path, minilm_dir):
+    def kind(checkpoint):
+        return FinetuningRun(tiny_config(tmp_path, init_checkpoint=checkpoint)).checkpoint_kind()
+
+    assert kind("bert_tiny") == "preset"
+    assert kind(minilm_dir) == "path"
+    (tmp_path / "model.keras").write_bytes(b"")
+    assert kind(str(tmp_path / "model.keras")) == "keras"
+    with pytest.raises(FileNotFoundError, match="other.keras does not exist"):
+        kind(str(tmp_path / "other.keras"))
+    with pytest.raises(ValueError, match="Pass --init_checkpoint"):
+        kind(None)
+
+
+def test_eval_every_names_the_flag_to_change():
+    with pytest.raises(ValueError, match=r"eval_every=2 must be a positive multiple of "
+                       r"steps_per_checkpoint=500 .*pass --steps_per_checkpoint=2 \(or a divisor "
+                       r"of it\), or an --eval_every that is a multiple of 500"):
+        FinetuningConfig(eval_every=2, steps_per_checkpoint=500)
+    with pytest.raises(ValueError, match="eval_every must be at least 1, not 0"):
+        FinetuningConfig(eval_every=0)
+
+
+def parse_flags(*argv, **defaults) -> flags.FlagValues:
+    flag_values = flags.FlagValues()
+    finetuning.define_flags(flag_values=flag_values, **defaults)
+    flag_values(["prog", *argv])
+    return flag_values
+
+
+def test_eval_every_sets_the_checkpoint_interval_unless_it_is_given():
+    # Without --steps_per_checkpoint, checkpoints fall on the evaluations.
+    config = FinetuningConfig.from_flags(parse_flags("--eval_every=2"))
+    assert (config.eval_every, config.steps_per_checkpoint) == (2, 2)
+    config = FinetuningConfig.from_flags(parse_flags("--eval_every=300",
+                                                     steps_per_checkpoint=250))
+    assert config.steps_per_checkpoint == 300
+    # A multiple of the default interval keeps it.
+    config = FinetuningConfig.from_flags(parse_flags("--eval_every=2000"))
+    assert config.steps_per_checkpoint == 500
+    # An explicit interval (flag or override) is the user's: the error names the fix.
+    with pytest.raises(ValueError, match="pass --steps_per_checkpoint=2 "):
+        FinetuningConfig.from_flags(parse_flags("--eval_every=2", "--steps_per_checkpoint=500"))
+    with pytest.raises(ValueError, match="pass --steps_per_checkpoint=2 "):
+        FinetuningConfig.from_flags(parse_flags("--eval_every=2"), steps_per_checkpoint=500)
+
+
+def test_scripts_that_do_not_fine_tune_leave_out_the_task_flags():
+    flag_values = parse_flags("--num_train_steps=3", task_flags=False)
+    assert not {"task", "data_dir", "tfds_name"} & set(flag_values)
+    config = FinetuningConfig.from_flags(flag_values)
+    assert (config.task, config.data_dir, config.num_train_steps) == (None, None, 3)
+    assert {"task", "data_dir", "tfds_name"} <= set(parse_flags())
 
 
 def test_remat_reaches_the_backbone_from_a_preset_a_folder_and_a_keras_file(tmp_path, minilm_dir):

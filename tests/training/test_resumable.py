@@ -1,5 +1,6 @@
 """A run killed mid-way and restarted ends with the weights of an uninterrupted run."""
 
+import doctest
 import json
 
 import keras
@@ -9,6 +10,7 @@ import tensorflow as tf
 
 from keras_llm.models import Gpt, GptCausalLM
 from keras_llm.training import create_adamw, fit_resumable, read_checkpoint_state
+from keras_llm.training.resumable import check_step_flags
 
 BLOCKS = np.random.default_rng(0).integers(0, 50, size=(24, 9)).astype("int32")
 
@@ -74,3 +76,26 @@ def test_checkpoint_errors(tmp_path):
         {"step": 4, "latest": "ckpt-4.weights.h5", "checkpoints": []}))
     with pytest.raises(FileNotFoundError, match="ckpt-4.weights.h5, which is missing"):
         fit_resumable(make_model(), batches(), 8, str(tmp_path), 4, verbose=0)
+
+
+def test_step_flags_are_checked_with_the_flags_to_change():
+    finder = doctest.DocTestFinder().find(check_step_flags)
+    assert doctest.DocTestRunner().run(finder[0]).failed == 0  # The docstring's example.
+    check_step_flags(600, 100, total_flag="--train_steps")
+    with pytest.raises(ValueError) as error:
+        check_step_flags(5, 50)
+    assert str(error.value) == (
+        "--num_train_steps=5 must be a multiple of --steps_per_checkpoint=50 (a run stops on a "
+        "checkpoint): pass --steps_per_checkpoint=5 or --num_train_steps=50.")
+    with pytest.raises(ValueError, match=r"^--train_steps=7 must be a multiple of "
+                       r"--steps_per_checkpoint=100 .*--steps_per_checkpoint=7 or "
+                       r"--train_steps=100\.$"):
+        check_step_flags(7, 100, total_flag="--train_steps")
+    # The largest interval below the asked one that divides the steps, or the nearest counts.
+    with pytest.raises(ValueError, match=r"--steps_per_checkpoint=75 or --num_train_steps=100 "
+                       r"or 200\.$"):
+        check_step_flags(150, 100)
+    with pytest.raises(ValueError, match=r"pass --num_train_steps=100 or 200\.$"):
+        check_step_flags(101, 100)  # A prime: checkpointing every step is no fix worth naming.
+    with pytest.raises(ValueError, match="--num_train_steps must be at least 1, not 0"):
+        check_step_flags(0, 50)
