@@ -132,7 +132,7 @@ class GenerativeTask(Task):
     def decode_function(self, key: tuple, make_function: Callable[[], Callable], jit_compile: bool):
         """The compiled decode function for `key`, made by `make_function` on first use."""
         if not self.built:  # Weights must exist before compilation captures them.
-            self.build(None)
+            self.build(self.default_input_shape())
         key = (*key, jit_compile)
         if key not in self._generate_functions:
             function = make_function()

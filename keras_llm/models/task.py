@@ -11,12 +11,31 @@ from keras_llm.models.backbone import (
 )
 
 
-class Task(keras.Model):
+class _TaskType(type(keras.Model)):
+    """Builds a task made around an already built backbone (loaded weights) once it exists.
+
+    Runs after the whole constructor, a subclass's included, so that the head layers the
+    subclass creates after `Task.__init__` are there to build.
+    """
+
+    def __call__(cls, *args, **kwargs):
+        task = super().__call__(*args, **kwargs)
+        backbone = getattr(task, "backbone", None)
+        if not task.built and backbone is not None and backbone.built:
+            task.build(task.default_input_shape())
+        return task
+
+
+class Task(keras.Model, metaclass=_TaskType):
     """A `keras.Model` that wraps a backbone (`self.backbone`) and adds a head.
 
     Subclasses create their head layers in `__init__`, build them in
     `build_head`, and list their own constructor arguments in `get_config`
     (through `head_config`); the backbone is serialized with its config.
+
+    A task made around a built backbone (e.g. one from `from_pretrained`) is built
+    as soon as it is constructed, its head included, so it can be saved or exported
+    without being called first.
 
     Example:
     >>> import keras, numpy as np, keras_llm
@@ -45,15 +64,29 @@ class Task(keras.Model):
     # The input dict a bare `build()` assumes; it also gives the SavedModel a default signature.
     default_input_keys: tuple[str, ...] = ("token_ids",)
 
+    def default_input_shape(self) -> dict[str, tuple[None, None]]:
+        """`{key: (None, None)}` for each of `default_input_keys`: any batch and length."""
+        return {key: (None, None) for key in self.default_input_keys}
+
     def build(self, input_shape=None):
         if input_shape is None:
-            # Re-enter through Keras' build wrapper so it records real input shapes.
-            return self.build({key: (None, None) for key in self.default_input_keys})
+            input_shape = self.default_input_shape()
         if not self.backbone.built:
             self.backbone.build(input_shape)
-        self.build_head(input_shape)
+        if not self.built:  # Building a head twice would add a second set of weights.
+            self.build_head(input_shape)
         resolve_quantized_policies(self)
         self.built = True
+
+    def _post_build(self):
+        # Keras' build wrapper records the arguments `build` was called with as the model's
+        # input shapes (its default SavedModel signature, its build config), after `build`
+        # returns. A bare `build()` or `build(None)` stands for the default inputs: record
+        # those, not `None`, which a SavedModel export would trace as a tensor of unknown rank.
+        super()._post_build()
+        shapes = self._build_shapes_dict
+        if shapes is not None and all(value is None for value in shapes.values()):
+            self._build_shapes_dict = {"input_shape": self.default_input_shape()}
 
     def build_head(self, input_shape) -> None:
         raise NotImplementedError
