@@ -7,6 +7,7 @@ assets.extra/}`, and loads with TensorFlow and tensorflow-text alone (no keras-l
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -44,6 +45,8 @@ TOKEN_IDS_SIGNATURE = "token_ids"
 WARMUP_FILE = "tf_serving_warmup_requests"
 #: A description of the export (model class, signatures, limits) inside `assets.extra/`.
 METADATA_FILE = "keras_llm_export.json"
+
+logger = logging.getLogger(__name__)
 
 _SIGNATURE_KINDS = ("text", "token_ids")
 
@@ -160,12 +163,14 @@ def export_saved_model(
         raise ExportError(
             f"signatures must be a non-empty subset of {_SIGNATURE_KINDS}; got {signatures}.")
     preprocessor = _check_model_and_preprocessor(model, preprocessor)
-    if preprocessor is None:
+    if preprocessor is None and "text" in signatures:
         signatures = tuple(s for s in signatures if s != "text")
+        needs = ("The `text` signature needs a preprocessor (a BertPreprocessor or "
+                 "WordPieceTokenizer for BERT, a BytePairTokenizer for GPT, a "
+                 "SentencePieceTokenizer for T5)")
         if not signatures:
-            raise ExportError(
-                "The `text` signature needs a preprocessor (a BertPreprocessor or "
-                "WordPieceTokenizer for BERT, a BytePairTokenizer for GPT).")
+            raise ExportError(needs + ".")
+        logger.warning("%s; exporting the %s signature(s) only.", needs, ", ".join(signatures))
     export_dir = os.fspath(export_dir)
     version_dir = _version_dir(export_dir, version)
 
@@ -236,7 +241,8 @@ def _version_dir(export_dir: str, version: int | None) -> str:
     if os.path.exists(path):
         raise ExportError(
             f"Version folder {path} already exists; TF Serving versions are immutable. Pass "
-            f"another version, or version=None for the next one ({next_version(export_dir)})."
+            f"another version (`version=`, or the CLI's --version), or none for the next one "
+            f"({next_version(export_dir)})."
         )
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
         raise ExportError(f"export_dir {export_dir} exists and is not a folder.")

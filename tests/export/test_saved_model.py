@@ -94,6 +94,15 @@ def test_other_refusals(tmp_path, classifier_export):
     assert os.listdir(tmp_path) == []
 
 
+def test_without_a_preprocessor_the_text_signature_is_dropped_with_a_warning(
+        tmp_path, classifier_export, caplog):
+    with caplog.at_level("WARNING", logger="keras_llm.export.saved_model"):
+        path = export_saved_model(classifier_export.model, tmp_path)
+    assert "exporting the token_ids signature(s) only" in caplog.text
+    for signature in tf.saved_model.load(path).signatures.values():
+        assert "text" not in signature.structured_input_signature[1]
+
+
 def test_gpt_export_limits(gpt_export):
     lm = gpt_export.model
     with pytest.raises(ValueError, match="must fit"):
@@ -129,3 +138,24 @@ def test_cli_exports_a_saved_classifier(tmp_path, classifier_export, capsys):
     expected = classifier_export.signature()(text=tf.constant(["a fine film"]))
     np.testing.assert_allclose(out["logits"], expected["logits"], atol=1e-6)
     assert os.path.exists(export_dir / "1" / "assets.extra" / WARMUP_FILE)
+
+
+def _run_cli(argv: list[str]) -> int:
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["export", *argv])
+    try:
+        return cli.main([])
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+def test_cli_refuses_a_text_signature_without_a_tokenizer(tmp_path, classifier_export, capsys):
+    model_path = tmp_path / "classifier.keras"
+    classifier_export.model.save(model_path)
+    export_dir = tmp_path / "serving"
+    assert _run_cli([f"--model={model_path}", f"--export_dir={export_dir}"]) == 1
+    assert "Pass --vocabulary=vocab.txt or --preprocessor_dir" in capsys.readouterr().err
+    assert not export_dir.exists()
+    assert _run_cli([f"--model={model_path}", f"--export_dir={export_dir}",
+                     "--signatures=token_ids"]) == 0
+    assert capsys.readouterr().out.strip() == str(export_dir / "1")
