@@ -112,15 +112,8 @@ flags.DEFINE_string("export_dir", None,
 flags.DEFINE_string("output_dir", "runs/train_contrastive", "Checkpoints, logs and results.")
 flags.DEFINE_integer("seed", 0, "Random seed (initialisation, dropout, data order).")
 FLAGS = flags.FLAGS
+resumable.validate_step_flags("num_train_steps")
 
-
-def check_step_flags() -> None:
-    """Fails at once, naming the flags, when the steps do not divide into checkpoints."""
-    try:
-        resumable.check_step_flags(FLAGS.num_train_steps, FLAGS.steps_per_checkpoint,
-                                   total_flag="--num_train_steps")
-    except ValueError as error:
-        raise app.UsageError(str(error)) from None
 
 
 # --- Data ----------------------------------------------------------------------------------
@@ -251,7 +244,6 @@ def sts_scores(model, preprocessor, examples) -> dict[str, float]:
 
 def main(argv):
     del argv
-    check_step_flags()
     keras.utils.set_random_seed(FLAGS.seed)
     set_mixed_precision(FLAGS.mixed_precision)
     os.makedirs(FLAGS.output_dir, exist_ok=True)

@@ -79,15 +79,8 @@ flags.DEFINE_string("export_dir", None,
 flags.DEFINE_string("output_dir", "runs/train_gpt", "Checkpoints, logs and results.")
 flags.DEFINE_integer("seed", 0, "Random seed (initialisation, shuffling, sampling).")
 FLAGS = flags.FLAGS
+resumable.validate_step_flags("train_steps")
 
-
-def check_step_flags() -> None:
-    """Fails at once, naming the flags, when the steps do not divide into checkpoints."""
-    try:
-        resumable.check_step_flags(FLAGS.train_steps, FLAGS.steps_per_checkpoint,
-                                   total_flag="--train_steps")
-    except ValueError as error:
-        raise app.UsageError(str(error)) from None
 
 
 class SampleLogger(keras.callbacks.Callback):
@@ -143,7 +136,6 @@ def block_dataset(blocks: np.ndarray, batch_size: int, shuffle: bool) -> tf.data
 
 def main(argv):
     del argv
-    check_step_flags()
     keras.utils.set_random_seed(FLAGS.seed)
     set_mixed_precision(FLAGS.mixed_precision)
     os.makedirs(FLAGS.output_dir, exist_ok=True)

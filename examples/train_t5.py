@@ -90,15 +90,8 @@ flags.DEFINE_string("export_dir", None,
 flags.DEFINE_string("output_dir", "runs/train_t5", "Checkpoints, logs and results.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 FLAGS = flags.FLAGS
+resumable.validate_step_flags("train_steps")
 
-
-def check_step_flags() -> None:
-    """Fails at once, naming the flags, when the steps do not divide into checkpoints."""
-    try:
-        resumable.check_step_flags(FLAGS.train_steps, FLAGS.steps_per_checkpoint,
-                                   total_flag="--train_steps")
-    except ValueError as error:
-        raise app.UsageError(str(error)) from None
 
 
 def sst2_files() -> tuple[Path, Path]:
@@ -259,7 +252,6 @@ def evaluate_generation(model, inputs, targets) -> dict:
 
 def main(argv):
     del argv
-    check_step_flags()
     keras.utils.set_random_seed(FLAGS.seed)
     set_mixed_precision(FLAGS.mixed_precision)
     os.makedirs(FLAGS.output_dir, exist_ok=True)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import keras
+from absl import flags
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -193,6 +194,26 @@ checkpoint): pass --steps_per_checkpoint=5 or --num_train_steps=50.
     raise ValueError(
         f"{total_flag}={total_steps} must be a multiple of {checkpoint_flag}="
         f"{steps_per_checkpoint} (a run stops on a checkpoint): pass {' or '.join(fixes)}.")
+
+
+def validate_step_flags(total_flag: str, checkpoint_flag: str = "steps_per_checkpoint",
+                        flag_values: flags.FlagValues | None = None) -> None:
+    """Makes absl refuse, as it parses the command line, step flags that `check_step_flags`
+    rejects: a script fails with the message before it loads anything.
+
+    `total_flag` and `checkpoint_flag` are flag names without dashes (already defined).
+    """
+    def validate(values: dict) -> bool:
+        try:
+            check_step_flags(values[total_flag], values[checkpoint_flag],
+                             f"--{total_flag}", f"--{checkpoint_flag}")
+        except ValueError as error:
+            raise flags.ValidationError(str(error)) from None
+        return True
+
+    flags.register_multi_flags_validator(
+        [total_flag, checkpoint_flag], validate,
+        flag_values=flags.FLAGS if flag_values is None else flag_values)
 
 
 def fit_resumable(
